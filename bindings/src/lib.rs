@@ -1,0 +1,1 @@
+//! peerlink-ffi

@@ -1,0 +1,259 @@
+//! The engine's configuration: a plain, string-typed form that the CLI (TOML) and the app (FFI)
+//! fill in, and its validated, typed form. Validation names the field it refuses.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::keys::{KeyError, PresharedKey, PrivateKey, PublicKey};
+use crate::net::{IpNet, IpNetError};
+
+/// NetBird's `DefaultMTU` and Firezone's choice: with WireGuard's 80 bytes of IPv6 overhead the
+/// outer packets stay under what cellular and PPPoE paths carry.
+pub const DEFAULT_MTU: u16 = 1280;
+/// RFC 791: every IPv4 host must accept 576-byte datagrams; less cannot carry IPv4 reliably.
+pub const MIN_MTU: u16 = 576;
+/// RFC 8200: IPv6 needs links of at least 1280 bytes.
+pub const MIN_MTU_IPV6: u16 = 1280;
+/// Jumbo frames; the tunnel's buffers are sized from this bound.
+pub const MAX_MTU: u16 = 9000;
+
+/// The configuration as written: keys in base64, prefixes and endpoints as text.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSpec {
+    pub private_key: String,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    #[serde(default)]
+    pub listen_port: u16,
+    #[serde(default)]
+    pub peers: Vec<PeerSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSpec {
+    pub public_key: String,
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
+    #[serde(default)]
+    pub preshared_key: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub persistent_keepalive: Option<u16>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub private_key: PrivateKey,
+    pub addresses: Vec<IpNet>,
+    pub mtu: u16,
+    pub listen_port: u16,
+    pub peers: Vec<PeerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub public_key: PublicKey,
+    pub allowed_ips: Vec<IpNet>,
+    pub preshared_key: Option<PresharedKey>,
+    pub endpoint: Option<SocketAddr>,
+    /// Seconds between keepalives when otherwise idle; `None` or 0 turns them off.
+    pub persistent_keepalive: Option<u16>,
+}
+
+/// A configuration the engine refuses, with the field that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{field}: invalid WireGuard key: {source}")]
+    Key { field: String, source: KeyError },
+    #[error("{field}: {source}")]
+    Prefix { field: String, source: IpNetError },
+    #[error("{field}: `{value}` is not an endpoint such as 192.0.2.1:51820 or [2001:db8::1]:51820")]
+    Endpoint { field: String, value: String },
+    #[error("mtu: {mtu} is outside {min}..={max}")]
+    Mtu { mtu: u16, min: u16, max: u16 },
+    #[error("{field}: {prefix} is already routed to peer {other}; each prefix belongs to one peer")]
+    OverlappingAllowedIp { field: String, prefix: IpNet, other: PublicKey },
+    #[error("{field}: peer {key} is listed twice")]
+    DuplicatePeer { field: String, key: PublicKey },
+    #[error("{field}: that is this engine's own public key")]
+    SelfPeer { field: String },
+}
+
+impl EngineSpec {
+    pub fn validate(&self) -> Result<EngineConfig, ConfigError> {
+        let private_key = PrivateKey::from_base64(&self.private_key)
+            .map_err(|source| ConfigError::Key { field: "private_key".into(), source })?;
+        let addresses = self
+            .addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| parse_prefix(a, || format!("addresses[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mtu = self.mtu.unwrap_or(DEFAULT_MTU);
+        let min = if addresses.iter().any(|a| a.addr().is_ipv6()) { MIN_MTU_IPV6 } else { MIN_MTU };
+        if !(min..=MAX_MTU).contains(&mtu) {
+            return Err(ConfigError::Mtu { mtu, min, max: MAX_MTU });
+        }
+        let peers = validate_peers(&self.peers, private_key.public_key())?;
+        Ok(EngineConfig { private_key, addresses, mtu, listen_port: self.listen_port, peers })
+    }
+}
+
+/// Validates a peer list on its own, for `update_peers`.
+pub fn validate_peers(peers: &[PeerSpec], own_key: PublicKey) -> Result<Vec<PeerConfig>, ConfigError> {
+    let mut seen_keys = HashMap::new();
+    let mut seen_prefixes: HashMap<IpNet, PublicKey> = HashMap::new();
+    let mut out = Vec::with_capacity(peers.len());
+    for (i, p) in peers.iter().enumerate() {
+        let field = |name: &str| format!("peers[{i}].{name}");
+        let public_key = PublicKey::from_base64(&p.public_key)
+            .map_err(|source| ConfigError::Key { field: field("public_key"), source })?;
+        if public_key == own_key {
+            return Err(ConfigError::SelfPeer { field: field("public_key") });
+        }
+        if seen_keys.insert(public_key, i).is_some() {
+            return Err(ConfigError::DuplicatePeer { field: field("public_key"), key: public_key });
+        }
+        let mut allowed_ips = Vec::with_capacity(p.allowed_ips.len());
+        for (j, a) in p.allowed_ips.iter().enumerate() {
+            let name = || field(&format!("allowed_ips[{j}]"));
+            let prefix = parse_prefix(a, name)?.network();
+            match seen_prefixes.get(&prefix) {
+                Some(other) => {
+                    return Err(ConfigError::OverlappingAllowedIp { field: name(), prefix, other: *other })
+                }
+                None => seen_prefixes.insert(prefix, public_key),
+            };
+            allowed_ips.push(prefix);
+        }
+        let preshared_key = p
+            .preshared_key
+            .as_deref()
+            .map(PresharedKey::from_base64)
+            .transpose()
+            .map_err(|source| ConfigError::Key { field: field("preshared_key"), source })?;
+        let endpoint = p
+            .endpoint
+            .as_deref()
+            .map(|e| {
+                e.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Endpoint { field: field("endpoint"), value: e.to_owned() })
+            })
+            .transpose()?;
+        let persistent_keepalive = p.persistent_keepalive.filter(|&s| s > 0);
+        out.push(PeerConfig { public_key, allowed_ips, preshared_key, endpoint, persistent_keepalive });
+    }
+    Ok(out)
+}
+
+fn parse_prefix(text: &str, field: impl Fn() -> String) -> Result<IpNet, ConfigError> {
+    text.parse().map_err(|source| ConfigError::Prefix { field: field(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> String {
+        PrivateKey::generate().public_key().to_base64()
+    }
+
+    fn spec() -> EngineSpec {
+        EngineSpec {
+            private_key: PrivateKey::generate().to_base64(),
+            addresses: vec!["100.64.0.1/16".into()],
+            peers: vec![PeerSpec {
+                public_key: key(),
+                allowed_ips: vec!["100.64.0.2/32".into(), "fd00::2/128".into()],
+                endpoint: Some("127.0.0.1:51820".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn valid_spec_passes_with_default_mtu() {
+        let c = spec().validate().unwrap();
+        assert_eq!(c.mtu, DEFAULT_MTU);
+        assert_eq!(c.peers[0].allowed_ips.len(), 2);
+        assert_eq!(c.peers[0].endpoint, Some("127.0.0.1:51820".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_private_key_names_the_field() {
+        let mut s = spec();
+        s.private_key = "short".into();
+        let e = s.validate().unwrap_err();
+        assert!(matches!(&e, ConfigError::Key { field, .. } if field == "private_key"), "{e}");
+    }
+
+    #[test]
+    fn bad_peer_key_and_prefix_name_the_field() {
+        let mut s = spec();
+        s.peers[0].public_key = "@@".into();
+        assert!(matches!(s.validate(), Err(ConfigError::Key { field, .. }) if field == "peers[0].public_key"));
+        let mut s = spec();
+        s.peers[0].allowed_ips.push("10.0.0.0/40".into());
+        assert!(
+            matches!(s.validate(), Err(ConfigError::Prefix { field, .. }) if field == "peers[0].allowed_ips[2]")
+        );
+    }
+
+    #[test]
+    fn the_same_prefix_on_two_peers_is_refused() {
+        let mut s = spec();
+        s.peers.push(PeerSpec { public_key: key(), allowed_ips: vec!["100.64.0.2/32".into()], ..Default::default() });
+        assert!(matches!(
+            s.validate(),
+            Err(ConfigError::OverlappingAllowedIp { field, .. }) if field == "peers[1].allowed_ips[0]"
+        ));
+    }
+
+    #[test]
+    fn nested_prefixes_on_two_peers_are_routing_not_overlap() {
+        let mut s = spec();
+        s.peers.push(PeerSpec { public_key: key(), allowed_ips: vec!["0.0.0.0/0".into()], ..Default::default() });
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn duplicate_and_self_peers_are_refused() {
+        let mut s = spec();
+        let dup = s.peers[0].clone();
+        s.peers.push(PeerSpec { allowed_ips: vec![], ..dup });
+        assert!(matches!(s.validate(), Err(ConfigError::DuplicatePeer { .. })));
+        let mut s = spec();
+        let own = PrivateKey::from_base64(&s.private_key).unwrap().public_key().to_base64();
+        s.peers[0].public_key = own;
+        assert!(matches!(s.validate(), Err(ConfigError::SelfPeer { .. })));
+    }
+
+    #[test]
+    fn mtu_out_of_range_is_refused() {
+        let mut s = spec();
+        s.mtu = Some(100);
+        assert!(matches!(s.validate(), Err(ConfigError::Mtu { mtu: 100, .. })));
+        s.addresses.push("fd00::1/64".into());
+        s.mtu = Some(1000);
+        assert!(matches!(s.validate(), Err(ConfigError::Mtu { min: MIN_MTU_IPV6, .. })));
+        s.mtu = Some(MAX_MTU + 1);
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn bad_endpoint_is_refused() {
+        let mut s = spec();
+        s.peers[0].endpoint = Some("localhost".into());
+        assert!(matches!(s.validate(), Err(ConfigError::Endpoint { .. })));
+    }
+}

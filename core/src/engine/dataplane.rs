@@ -1,0 +1,329 @@
+//! The data plane: tun → WireGuard → path, path → WireGuard → tun, and WireGuard's timers.
+//! Each loop owns its buffers; nothing is allocated per packet.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use tokio::sync::{mpsc, watch};
+
+use super::table::PeerTable;
+use super::{Event, Shared};
+use crate::clock::Instant;
+use crate::keys::PublicKey;
+use crate::net::packet_addrs;
+use crate::path::{Inbound, PathId};
+use crate::wg::{AttachedPath, Peer, PACKET_BUFFER};
+
+/// boringtun asks for `update_timers` every 250 ms to 1 s while a peer is active; 250 ms keeps
+/// handshake retries and keepalives on time.
+const TIMER_TICK: Duration = Duration::from_millis(250);
+/// boringtun's shared rate limiter counts handshakes per second and must be reset each second.
+const RATE_LIMIT_RESET_TICKS: u32 = 4;
+/// WireGuard's cookie reply message type: sent unauthenticated, so it proves nothing about the
+/// path it came from.
+const COOKIE_REPLY_TYPE: u8 = 3;
+
+/// Where a datagram came from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// The engine's own UDP socket.
+    Direct(SocketAddr),
+    /// A path that knows its peer.
+    Path { peer: PublicKey, path: PathId },
+}
+
+pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut packet_buf = vec![0u8; PACKET_BUFFER];
+    let mut out = vec![0u8; PACKET_BUFFER];
+    loop {
+        let read = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            r = shared.tun.recv(&mut packet_buf) => r,
+        };
+        match read {
+            Ok(Some(packet)) if !packet.is_empty() => shared.send_to_peer(packet, &mut out),
+            Ok(Some(_)) => {
+                tracing::info!("tun closed by the other side; data plane out stops");
+                return;
+            }
+            Ok(None) => shared.counters.tun_garbage(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "tun read failed; data plane out stops");
+                return;
+            }
+        }
+    }
+}
+
+pub(super) async fn udp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut datagram = vec![0u8; PACKET_BUFFER];
+    let mut out = vec![0u8; PACKET_BUFFER];
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            r = shared.udp.recv_from(&mut datagram) => r,
+        };
+        match received {
+            Ok((n, from)) => {
+                let Some(d) = datagram.get(..n) else { continue };
+                shared.receive(d, Source::Direct(from), &mut out);
+            }
+            // ICMP errors from earlier sends surface here on Linux; they are not fatal.
+            Err(e) => tracing::trace!(error = %e, "udp receive error"),
+        }
+    }
+}
+
+pub(super) async fn inbound_loop(
+    shared: Arc<Shared>,
+    mut inbound: mpsc::Receiver<Inbound>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut out = vec![0u8; PACKET_BUFFER];
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            m = inbound.recv() => m,
+        };
+        let Some(m) = next else { return };
+        shared.receive(&m.datagram, Source::Path { peer: m.peer, path: m.path }, &mut out);
+    }
+}
+
+pub(super) async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut out = vec![0u8; PACKET_BUFFER];
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks: u32 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        ticks = ticks.wrapping_add(1);
+        if ticks % RATE_LIMIT_RESET_TICKS == 0 {
+            shared.rate_limiter.reset_count();
+        }
+        let table = shared.table.load();
+        let now = Instant::now();
+        for peer in table.by_key.values() {
+            let mut tunn = peer.tunn.lock();
+            let result = tunn.update_timers(&mut out);
+            shared.note_handshake(peer, &tunn, now);
+            drop(tunn);
+            match result {
+                TunnResult::WriteToNetwork(d) => shared.transmit(peer, d, now),
+                TunnResult::Err(e) => tracing::trace!(peer = %peer.key, error = ?e, "timer"),
+                TunnResult::Done | TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// An IP packet from the tun: route it to its peer and send it on the peer's active path.
+    fn send_to_peer(&self, packet: &[u8], out: &mut [u8]) {
+        let Some((_, dst)) = packet_addrs(packet) else {
+            self.counters.tun_garbage(1);
+            return;
+        };
+        let table = self.table.load();
+        let Some(peer) = table.routes.lookup(dst) else {
+            tracing::trace!(%dst, "no peer for destination");
+            self.counters.no_route(1);
+            return;
+        };
+        peer.counters.tx_packets(1);
+        peer.counters.tx_bytes(packet.len() as u64);
+        let result = peer.tunn.lock().encapsulate(packet, out);
+        match result {
+            TunnResult::WriteToNetwork(d) => self.transmit(peer, d, Instant::now()),
+            // Queued inside boringtun until the handshake completes.
+            TunnResult::Done => {}
+            TunnResult::Err(e) => {
+                tracing::trace!(peer = %peer.key, error = ?e, "encapsulate failed");
+                peer.counters.rejected(1);
+            }
+            TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
+        }
+    }
+
+    /// Sends a WireGuard datagram on the peer's active path.
+    pub(super) fn transmit(&self, peer: &Peer, datagram: &[u8], now: Instant) {
+        let Some(path) = peer.active_path() else {
+            peer.counters.no_path(1);
+            return;
+        };
+        send_on(peer, &path, datagram, now);
+    }
+
+    /// A datagram from the network: authenticate it with the right peer's session, deliver what
+    /// it carries, and note the path as alive.
+    fn receive(&self, datagram: &[u8], source: Source, out: &mut [u8]) {
+        let table = self.table.load();
+        let Some(peer) = self.identify(&table, datagram, source) else { return };
+        let src_ip = match source {
+            Source::Direct(addr) => Some(addr.ip()),
+            Source::Path { .. } => None,
+        };
+        let now = Instant::now();
+        let mut tunn = peer.tunn.lock();
+        match tunn.decapsulate(src_ip, datagram, out) {
+            TunnResult::Err(e) => {
+                drop(tunn);
+                tracing::trace!(peer = %peer.key, error = ?e, "datagram rejected");
+                peer.counters.rejected(1);
+            }
+            TunnResult::WriteToNetwork(reply) if reply.first() == Some(&COOKIE_REPLY_TYPE) => {
+                drop(tunn);
+                // Under load: answer the way it came, but it authenticated nothing, so the
+                // endpoint does not move and the path earns no proof of life.
+                self.reply_unauthenticated(peer, source, reply, now);
+            }
+            TunnResult::WriteToNetwork(reply) => {
+                let path = self.path_for(peer, source, now, datagram.len());
+                if let Some(path) = &path {
+                    send_on(peer, path, reply, now);
+                }
+                self.note_handshake(peer, &tunn, now);
+                // Packets boringtun queued during the handshake go out now.
+                loop {
+                    match tunn.decapsulate(None, &[], out) {
+                        TunnResult::WriteToNetwork(d) => self.transmit(peer, d, now),
+                        TunnResult::Done
+                        | TunnResult::Err(_)
+                        | TunnResult::WriteToTunnelV4(..)
+                        | TunnResult::WriteToTunnelV6(..) => break,
+                    }
+                }
+            }
+            TunnResult::WriteToTunnelV4(packet, src) => {
+                drop(tunn);
+                self.path_for(peer, source, now, datagram.len());
+                self.deliver(&table, peer, packet, IpAddr::V4(src));
+            }
+            TunnResult::WriteToTunnelV6(packet, src) => {
+                drop(tunn);
+                self.path_for(peer, source, now, datagram.len());
+                self.deliver(&table, peer, packet, IpAddr::V6(src));
+            }
+            TunnResult::Done => {
+                // A keepalive, or a handshake response that completed our handshake.
+                self.path_for(peer, source, now, datagram.len());
+                self.note_handshake(peer, &tunn, now);
+            }
+        }
+    }
+
+    /// The peer a datagram belongs to: the path's own peer, the session index, or (for a
+    /// handshake initiation) the static key inside it.
+    fn identify<'t>(&self, table: &'t PeerTable, datagram: &[u8], source: Source) -> Option<&'t Arc<Peer>> {
+        let packet = match Tunn::parse_incoming_packet(datagram) {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::trace!(len = datagram.len(), "not a WireGuard message");
+                self.counters.net_garbage(1);
+                return None;
+            }
+        };
+        let peer = match (source, packet) {
+            (Source::Path { peer, .. }, _) => table.by_key.get(&peer),
+            (Source::Direct(_), Packet::HandshakeInit(init)) => {
+                parse_handshake_anon(&self.static_private, &self.static_public, &init)
+                    .ok()
+                    .and_then(|half| table.by_key.get(&PublicKey::from_bytes(half.peer_static_public)))
+            }
+            (Source::Direct(_), Packet::HandshakeResponse(r)) => table.by_session_index(r.receiver_idx),
+            (Source::Direct(_), Packet::PacketCookieReply(c)) => table.by_session_index(c.receiver_idx),
+            (Source::Direct(_), Packet::PacketData(d)) => table.by_session_index(d.receiver_idx),
+        };
+        if peer.is_none() {
+            tracing::trace!(?source, "WireGuard message for an unknown peer or session");
+            self.counters.unknown_peer(1);
+        }
+        peer
+    }
+
+    /// The path an authenticated datagram of `len` bytes arrived on, which it proves alive. For
+    /// the direct socket this roams the peer's endpoint (creating the direct path if the peer
+    /// had none).
+    fn path_for(&self, peer: &Peer, source: Source, now: Instant, len: usize) -> Option<Arc<AttachedPath>> {
+        let path = match source {
+            Source::Direct(from) => {
+                let before = peer.active_path().map(|a| a.id);
+                let (path, created) = peer.direct_path(&self.udp, from, || self.next_path_id());
+                if created {
+                    self.report_path_change(peer, before);
+                }
+                path
+            }
+            Source::Path { path, .. } => peer.path(path)?,
+        };
+        path.stats.on_rx(now, len);
+        Some(path)
+    }
+
+    fn reply_unauthenticated(&self, peer: &Peer, source: Source, reply: &[u8], now: Instant) {
+        let sent = match source {
+            Source::Direct(from) => self.udp.try_send_to(reply, from).map(|_| ()).map_err(|e| e.to_string()),
+            Source::Path { path, .. } => match peer.path(path) {
+                Some(p) => p.send(now, reply).map_err(|e| e.to_string()),
+                None => Err("path gone".to_owned()),
+            },
+        };
+        if let Err(error) = sent {
+            tracing::trace!(peer = %peer.key, %error, "cookie reply not sent");
+        }
+    }
+
+    /// A decrypted IP packet: cryptokey routing says its source must route back to the peer
+    /// that sent it; then it goes to the tun.
+    fn deliver(&self, table: &PeerTable, peer: &Arc<Peer>, packet: &[u8], src: IpAddr) {
+        let owner = table.routes.lookup(src);
+        if !owner.is_some_and(|o| Arc::ptr_eq(o, peer)) {
+            tracing::trace!(peer = %peer.key, %src, "source outside the peer's allowed IPs");
+            peer.counters.spoofed_source(1);
+            return;
+        }
+        match self.tun.try_send(packet) {
+            Ok(true) => {
+                peer.counters.rx_packets(1);
+                peer.counters.rx_bytes(packet.len() as u64);
+            }
+            Ok(false) => peer.counters.tun_write_failed(1),
+            Err(e) => {
+                tracing::trace!(error = %e, "tun write failed");
+                peer.counters.tun_write_failed(1);
+            }
+        }
+    }
+
+    /// Raises `HandshakeCompleted` once per new WireGuard session.
+    pub(super) fn note_handshake(&self, peer: &Peer, tunn: &Tunn, now: Instant) {
+        let Some(since) = tunn.time_since_last_handshake() else { return };
+        let Some(at) = now.checked_sub(since) else { return };
+        let mut reported = peer.reported_handshake.lock();
+        // boringtun's clock has coarse ticks; a second apart is a different handshake.
+        let is_new = reported.is_none_or(|r| at.saturating_duration_since(r) > Duration::from_secs(1));
+        if is_new {
+            *reported = Some(at);
+            drop(reported);
+            tracing::debug!(peer = %peer.key, "handshake completed");
+            let _ = self.events.send(Event::HandshakeCompleted { peer: peer.key });
+        }
+    }
+}
+
+fn send_on(peer: &Peer, path: &AttachedPath, datagram: &[u8], now: Instant) {
+    if let Err(e) = path.send(now, datagram) {
+        tracing::trace!(peer = %peer.key, path = ?path.id, error = %e, "send failed");
+        peer.counters.send_failed(1);
+    }
+}

@@ -1,0 +1,20 @@
+//! What the engine tells the app, in order.
+
+use crate::keys::PublicKey;
+use crate::path::PathKind;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A WireGuard handshake with the peer completed.
+    HandshakeCompleted { peer: PublicKey },
+    /// The path carrying the peer's traffic changed (`None`: the peer has no path now).
+    PathChanged { peer: PublicKey, kind: Option<PathKind>, remote: Option<String> },
+    /// The peer list was replaced.
+    PeersUpdated { count: usize },
+    /// The engine stopped; no event follows.
+    Stopped,
+}
+
+/// Capacity of the event channel. Events are rare (state changes, not packets); a consumer that
+/// falls 256 behind misses the oldest and is told how many it missed.
+pub const EVENT_CAPACITY: usize = 256;

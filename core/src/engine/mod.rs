@@ -1,0 +1,255 @@
+//! The engine: owns the tun, the UDP socket and the peers, and runs the data plane tasks.
+
+mod dataplane;
+mod events;
+mod status;
+mod table;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::x25519;
+use parking_lot::Mutex;
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use events::{Event, EVENT_CAPACITY};
+pub use status::{EngineStatus, PathStatus, PeerStatus};
+
+use crate::config::{EngineConfig, PeerConfig};
+use crate::keys::{PrivateKey, PublicKey};
+use crate::path::{Inbound, Path, PathId, INBOUND_CAPACITY};
+use crate::socket::{SocketError, SocketFactory};
+use crate::tun::Tun;
+use crate::wg::EngineCounters;
+use table::PeerTable;
+
+/// How long `stop` waits for the tasks to finish before aborting them. They only need to leave
+/// a `select!`; a task that takes longer is stuck and is aborted rather than waited for.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// boringtun's handshake limit per second before it answers with cookies (its own default for a
+/// single peer is 10; a device with many peers shares one limiter, as boringtun's device does).
+const HANDSHAKE_RATE_LIMIT: u64 = 100;
+
+/// Everything besides the configuration that the platform decides.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Creates (and on Android protects) every socket the engine opens.
+    pub sockets: SocketFactory,
+    /// The address the WireGuard UDP socket binds; the port comes from the configuration.
+    pub listen_ip: IpAddr,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { sockets: SocketFactory::default(), listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("opening the WireGuard socket: {0}")]
+    Socket(#[from] SocketError),
+    #[error("reading the WireGuard socket's address: {0}")]
+    LocalAddr(std::io::Error),
+    #[error("peer {0} is not configured")]
+    UnknownPeer(PublicKey),
+}
+
+/// A running engine. Dropping it without `stop` aborts its tasks.
+pub struct Engine {
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    inbound: mpsc::Sender<Inbound>,
+}
+
+/// State the data plane tasks share with the handle.
+pub(crate) struct Shared {
+    pub static_private: x25519::StaticSecret,
+    pub static_public: x25519::PublicKey,
+    pub private_key: PrivateKey,
+    pub tun: Tun,
+    pub udp: Arc<UdpSocket>,
+    pub listen_addr: SocketAddr,
+    pub table: ArcSwap<PeerTable>,
+    /// Serialises peer updates; holds the last allocated peer index.
+    pub update_lock: Mutex<u32>,
+    pub rate_limiter: Arc<RateLimiter>,
+    pub counters: EngineCounters,
+    pub events: broadcast::Sender<Event>,
+    next_path_id: AtomicU64,
+}
+
+impl Engine {
+    /// Starts the engine on `tun`. Must be called inside a tokio runtime.
+    pub fn start(config: EngineConfig, tun: Tun, options: EngineOptions) -> Result<Engine, EngineError> {
+        let udp = options.sockets.udp_bind(SocketAddr::new(options.listen_ip, config.listen_port))?;
+        let listen_addr = udp.local_addr().map_err(EngineError::LocalAddr)?;
+        let static_private = config.private_key.to_x25519();
+        let static_public = x25519::PublicKey::from(&static_private);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let shared = Arc::new(Shared {
+            rate_limiter: Arc::new(RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT)),
+            static_private,
+            static_public,
+            private_key: config.private_key.clone(),
+            tun,
+            udp: Arc::new(udp),
+            listen_addr,
+            table: ArcSwap::from_pointee(PeerTable::default()),
+            update_lock: Mutex::new(0),
+            counters: EngineCounters::default(),
+            events,
+            next_path_id: AtomicU64::new(1),
+        });
+        shared.replace_peers(config.peers);
+        let (shutdown, _) = watch::channel(false);
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
+        let tasks = vec![
+            tokio::spawn(dataplane::tun_loop(shared.clone(), shutdown.subscribe())),
+            tokio::spawn(dataplane::udp_loop(shared.clone(), shutdown.subscribe())),
+            tokio::spawn(dataplane::inbound_loop(shared.clone(), inbound_rx, shutdown.subscribe())),
+            tokio::spawn(dataplane::timer_loop(shared.clone(), shutdown.subscribe())),
+        ];
+        tracing::info!(key = %shared.public_key(), listen = %listen_addr, "engine started");
+        Ok(Engine { shared, shutdown, tasks, inbound: inbound_tx })
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.shared.public_key()
+    }
+
+    /// The WireGuard UDP socket's address (useful when the listen port was 0).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.shared.listen_addr
+    }
+
+    /// Replaces the peer list. Peers whose key and session settings are unchanged keep their
+    /// sessions and paths; their allowed IPs and endpoint are updated in place.
+    pub fn update_peers(&self, peers: Vec<PeerConfig>) {
+        self.shared.replace_peers(peers);
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        self.shared.status()
+    }
+
+    /// A receiver of the engine's events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Attaches a path (ICE, relay) to a peer. The path delivers what it receives through the
+    /// sender from [`Engine::inbound`], tagged with the returned id.
+    pub fn attach_path(&self, peer: &PublicKey, path: Arc<dyn Path>) -> Result<PathId, EngineError> {
+        let table = self.shared.table.load();
+        let p = table.by_key.get(peer).ok_or(EngineError::UnknownPeer(*peer))?;
+        let id = self.shared.next_path_id();
+        let before = p.active_path().map(|a| a.id);
+        p.attach(id, path);
+        self.shared.report_path_change(p, before);
+        Ok(id)
+    }
+
+    /// Detaches a path; traffic moves to the best remaining one.
+    pub fn detach_path(&self, peer: &PublicKey, id: PathId) {
+        let table = self.shared.table.load();
+        let Some(p) = table.by_key.get(peer) else { return };
+        let before = p.active_path().map(|a| a.id);
+        p.detach(id);
+        self.shared.report_path_change(p, before);
+    }
+
+    /// Makes `id` the path that carries the peer's traffic.
+    pub fn activate_path(&self, peer: &PublicKey, id: PathId) -> bool {
+        let table = self.shared.table.load();
+        let Some(p) = table.by_key.get(peer) else { return false };
+        let before = p.active_path().map(|a| a.id);
+        let done = p.activate(id);
+        self.shared.report_path_change(p, before);
+        done
+    }
+
+    /// Where non-direct paths deliver the datagrams they receive.
+    pub fn inbound(&self) -> mpsc::Sender<Inbound> {
+        self.inbound.clone()
+    }
+
+    /// Stops every task and closes the tun (if owned) and every socket before returning.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
+                tracing::warn!("a data plane task did not stop in time; aborted");
+                abort.abort();
+            }
+        }
+        let _ = self.shared.events.send(Event::Stopped);
+        tracing::info!(key = %self.shared.public_key(), "engine stopped");
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Shared {
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::from_bytes(self.static_public.to_bytes())
+    }
+
+    pub fn next_path_id(&self) -> PathId {
+        PathId(self.next_path_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn replace_peers(&self, peers: Vec<PeerConfig>) {
+        let mut next_index = self.update_lock.lock();
+        let previous = self.table.load();
+        let table = PeerTable::build(&self.private_key, peers, &previous, &self.rate_limiter, &mut next_index);
+        for peer in table.by_key.values() {
+            if let Some(endpoint) = peer.config.endpoint {
+                let before = peer.active_path().map(|a| a.id);
+                peer.direct_path(&self.udp, endpoint, || self.next_path_id());
+                self.report_path_change(peer, before);
+            }
+        }
+        let count = table.by_key.len();
+        self.table.store(Arc::new(table));
+        tracing::debug!(count, "peers updated");
+        let _ = self.events.send(Event::PeersUpdated { count });
+    }
+
+    pub fn report_path_change(&self, peer: &crate::wg::Peer, before: Option<PathId>) {
+        let active = peer.active_path();
+        if active.as_ref().map(|a| a.id) == before {
+            return;
+        }
+        let kind = active.as_ref().map(|a| a.path.kind());
+        let remote = active.as_ref().map(|a| a.path.remote());
+        tracing::info!(peer = %peer.key, ?kind, ?remote, "path changed");
+        let _ = self.events.send(Event::PathChanged { peer: peer.key, kind, remote });
+    }
+
+    fn status(&self) -> EngineStatus {
+        let table = self.table.load();
+        let mut peers: Vec<PeerStatus> = table.by_key.values().map(|p| status::peer_status(p)).collect();
+        peers.sort_by_key(|p| p.public_key);
+        EngineStatus {
+            public_key: self.public_key(),
+            listen_addr: self.listen_addr,
+            peers,
+            drops: self.counters.snapshot(),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! peerlink-core: a NetBird-compatible WireGuard connection engine for mobile apps.
+//!
+//! The app hands [`Engine::start`] a configuration and a tun ([`tun::Tun`]); the engine moves IP
+//! packets between that tun and its peers over the best path it has.
+
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod keys;
+pub mod net;
+pub mod path;
+pub mod socket;
+pub mod tun;
+pub mod wg;
+
+pub use config::{ConfigError, EngineConfig, EngineSpec, PeerConfig, PeerSpec};
+pub use engine::{Engine, EngineError, EngineOptions, EngineStatus, Event, PathStatus, PeerStatus};
+pub use keys::{PresharedKey, PrivateKey, PublicKey};

@@ -1,0 +1,77 @@
+//! A path carries WireGuard datagrams to one peer and back. The WireGuard layer sends through
+//! the `Path` trait without knowing what is underneath: a direct UDP endpoint (here), an ICE
+//! pair or NetBird's relay (their own modules).
+//!
+//! Received datagrams come back to the engine as [`Inbound`] messages on one bounded channel;
+//! the direct path is read by the engine's own socket loop instead, to skip that hop.
+
+mod stats;
+mod udp;
+
+use std::fmt;
+
+pub use stats::{PathObservations, PathStats};
+pub use udp::UdpPath;
+
+use crate::keys::PublicKey;
+
+/// What kind of path, in order of preference (the state machine's priority).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathKind {
+    /// NetBird's relay server.
+    Relay,
+    /// ICE through a TURN server.
+    IceTurn,
+    /// A UDP endpoint configured or learned by roaming, as plain WireGuard does.
+    Direct,
+    /// ICE peer to peer (host or server-reflexive candidates).
+    IceP2p,
+}
+
+impl fmt::Display for PathKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathKind::Relay => "relay",
+            PathKind::IceTurn => "ice-turn",
+            PathKind::Direct => "direct",
+            PathKind::IceP2p => "ice-p2p",
+        })
+    }
+}
+
+/// Identifies one path of one peer for as long as it lives; never reused within an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PathId(pub u64);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    /// The path's queue or socket buffer is full; the datagram is dropped, as UDP would.
+    #[error("path is congested")]
+    Congested,
+    #[error("path is closed")]
+    Closed,
+    #[error("sending: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Sends WireGuard datagrams to one peer. `send` never blocks: a path that cannot take a
+/// datagram now drops it and says so, and WireGuard's own retries do the rest.
+pub trait Path: Send + Sync + fmt::Debug {
+    fn kind(&self) -> PathKind;
+    /// Where the datagrams go, for status and logs (an address, a relay URL).
+    fn remote(&self) -> String;
+    fn send(&self, datagram: &[u8]) -> Result<(), PathError>;
+}
+
+/// A datagram that arrived on a non-direct path, on its way to the engine's data plane.
+#[derive(Debug)]
+pub struct Inbound {
+    pub peer: PublicKey,
+    pub path: PathId,
+    pub datagram: bytes::Bytes,
+}
+
+/// Capacity of the channel from non-direct paths to the data plane: about 1 ms of traffic at
+/// 10 Gbit/s in 1280-byte packets; enough to absorb a burst, small enough to bound memory
+/// (1024 × ≤ 1.5 KiB).
+pub const INBOUND_CAPACITY: usize = 1024;

@@ -1,0 +1,55 @@
+//! The direct path: WireGuard over the engine's UDP socket to one endpoint, which moves to
+//! wherever authenticated packets come from (WireGuard's roaming).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::net::UdpSocket;
+
+use super::{Path, PathError, PathKind};
+
+#[derive(Debug)]
+pub struct UdpPath {
+    socket: Arc<UdpSocket>,
+    endpoint: Mutex<SocketAddr>,
+}
+
+impl UdpPath {
+    pub fn new(socket: Arc<UdpSocket>, endpoint: SocketAddr) -> Self {
+        Self { socket, endpoint: Mutex::new(endpoint) }
+    }
+
+    pub fn endpoint(&self) -> SocketAddr {
+        *self.endpoint.lock()
+    }
+
+    /// Roaming: an authenticated packet came from `from`. Returns true if the endpoint moved.
+    pub fn roam_to(&self, from: SocketAddr) -> bool {
+        let mut e = self.endpoint.lock();
+        if *e == from {
+            return false;
+        }
+        *e = from;
+        true
+    }
+}
+
+impl Path for UdpPath {
+    fn kind(&self) -> PathKind {
+        PathKind::Direct
+    }
+
+    fn remote(&self) -> String {
+        self.endpoint().to_string()
+    }
+
+    fn send(&self, datagram: &[u8]) -> Result<(), PathError> {
+        let to = self.endpoint();
+        match self.socket.try_send_to(datagram, to) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(PathError::Congested),
+            Err(e) => Err(PathError::Io(e)),
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The tunnel interface: whole IP packets in and out of a file descriptor the platform gives us.
+
+mod device;
+mod framing;
+#[cfg(target_os = "linux")]
+pub mod linux;
+
+pub use device::{packet_socketpair, FdOwnership, Tun, TunError};
+pub use framing::Framing;
