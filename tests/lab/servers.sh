@@ -54,6 +54,15 @@ _servers_ns() {
     fi
 }
 
+# Command prefix for background starts. A plain command (not a function) run
+# with & is exec'd directly, and ip netns exec execs too, so $! is the server.
+_servers_prefix() {
+    _SERVERS_PRE=()
+    if [[ -n ${NETNS:-} ]]; then
+        _SERVERS_PRE=(ip netns exec "$NETNS")
+    fi
+}
+
 _servers_logdir() {
     if [[ -z ${SERVERS_LOG_DIR:-} ]]; then
         SERVERS_LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/peerlink-servers.XXXXXX")
@@ -110,7 +119,8 @@ start_signal() {
     local args=(run --port "$port" --metrics-port 0 --log-file console
         --log-level "${SERVERS_LOG_LEVEL:-info}")
     [[ -n $cert ]] && args+=(--cert-file "$cert" --cert-key "$key")
-    _servers_ns "$bin" "${args[@]}" >"$log" 2>&1 &
+    _servers_prefix
+    "${_SERVERS_PRE[@]}" "$bin" "${args[@]}" >"$log" 2>&1 &
     SIGNAL_PID=$!
     _SERVER_PIDS+=("$SIGNAL_PID")
     local socks=("tcp:$port")
@@ -136,7 +146,8 @@ start_relay() {
     local args=(-l "$host:$port" -e "$RELAY_URL" -s "$secret" --metrics-port 0
         -H 127.0.0.1:0 --log-file console --log-level "${SERVERS_LOG_LEVEL:-info}")
     [[ -n $cert ]] && args+=(-c "$cert" -k "$key")
-    _servers_ns "$bin" "${args[@]}" >"$log" 2>&1 &
+    _servers_prefix
+    "${_SERVERS_PRE[@]}" "$bin" "${args[@]}" >"$log" 2>&1 &
     RELAY_PID=$!
     _SERVER_PIDS+=("$RELAY_PID")
     local socks=("tcp:$port")

@@ -145,16 +145,21 @@ impl Engine {
         self.shared.events.subscribe()
     }
 
-    /// Attaches a path (ICE, relay) to a peer. The path delivers what it receives through the
-    /// sender from [`Engine::inbound`], tagged with the returned id.
-    pub fn attach_path(&self, peer: &PublicKey, path: Arc<dyn Path>) -> Result<PathId, EngineError> {
+    /// A fresh path id. Allocate it before building a path (ICE, relay), so that the path can
+    /// tag what it receives with it when it sends [`Inbound`] messages to [`Engine::inbound`].
+    pub fn new_path_id(&self) -> PathId {
+        self.shared.next_path_id()
+    }
+
+    /// Attaches a path to a peer under `id` (from [`Engine::new_path_id`]). It becomes the
+    /// active path if it outranks the current one.
+    pub fn attach_path(&self, peer: &PublicKey, id: PathId, path: Arc<dyn Path>) -> Result<(), EngineError> {
         let table = self.shared.table.load();
         let p = table.by_key.get(peer).ok_or(EngineError::UnknownPeer(*peer))?;
-        let id = self.shared.next_path_id();
         let before = p.active_path().map(|a| a.id);
         p.attach(id, path);
         self.shared.report_path_change(p, before);
-        Ok(id)
+        Ok(())
     }
 
     /// Detaches a path; traffic moves to the best remaining one.
