@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod keys;
 pub mod net;
+pub mod packet;
 pub mod path;
 pub mod socket;
 pub mod tun;

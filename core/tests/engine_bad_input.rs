@@ -1,0 +1,93 @@
+//! Garbage at the listen port and on the tun is counted and dropped; the tunnel keeps working.
+
+mod common;
+
+use common::{pair, Node, WAIT};
+use peerlink_core::packet::{icmp_echo_request, parse_echo};
+use rand::{Rng, RngCore};
+
+async fn ping(from: &Node, to: &Node, seq: u16) {
+    from.os.send(&icmp_echo_request(from.v4, to.v4, 9, seq, 16).unwrap()).await.unwrap();
+    to.recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == seq)).await;
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_datagrams_are_counted_and_the_tunnel_keeps_working() {
+    let (a, b) = pair(true);
+    ping(&a, &b, 1).await;
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = b.engine.listen_addr();
+    let mut rng = rand::thread_rng();
+    let mut sent_garbage = 0u64;
+    // Random bytes of random sizes (mostly not WireGuard at all).
+    for _ in 0..200 {
+        let mut d = vec![0u8; rng.gen_range(0..1500)];
+        rng.fill_bytes(&mut d);
+        // Keep type bytes out of 1..=4 so each is certainly not a well-formed message.
+        if let Some(first) = d.first_mut() {
+            *first = 5 + (*first % 200);
+        }
+        attacker.send_to(&d, target).await.unwrap();
+        sent_garbage += 1;
+    }
+    // Truncated and mangled WireGuard messages: right type byte, wrong length or contents.
+    for (ty, len) in [(1u8, 147usize), (1, 148), (2, 91), (2, 92), (3, 63), (3, 64), (4, 31), (4, 200)] {
+        let mut d = vec![0u8; len];
+        rng.fill_bytes(&mut d);
+        d[0] = ty;
+        d[1..4].fill(0);
+        attacker.send_to(&d, target).await.unwrap();
+    }
+    ping(&a, &b, 2).await;
+    ping(&b, &a, 3).await;
+    wait_until("garbage counted", || {
+        let s = b.engine.status();
+        s.drops.net_garbage + s.drops.unknown_peer >= sent_garbage + 8
+    })
+    .await;
+    let s = b.engine.status();
+    assert!(s.drops.net_garbage >= sent_garbage, "{:#?}", s.drops);
+    assert_eq!(s.peers[0].counters.rx_packets, 2, "only the real pings were delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_tun_is_counted_and_the_tunnel_keeps_working() {
+    let (a, b) = pair(true);
+    for junk in [&[0x00u8; 1][..], &[0x45, 0, 0], &[0x60; 39], &[0xff; 200]] {
+        a.os.send(junk).await.unwrap();
+    }
+    ping(&a, &b, 1).await;
+    assert_eq!(a.engine.status().drops.tun_garbage, 4);
+    ping(&b, &a, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_data_packet_for_a_live_session_is_rejected() {
+    let (a, b) = pair(true);
+    ping(&a, &b, 1).await;
+    // A data message with a plausible receiver index but garbage ciphertext.
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut forged = vec![0u8; 64];
+    rand::thread_rng().fill_bytes(&mut forged);
+    forged[..4].copy_from_slice(&[4, 0, 0, 0]);
+    for idx in 0..=255u32 {
+        forged[4..8].copy_from_slice(&((1u32 << 8) | idx).to_le_bytes());
+        attacker.send_to(&forged, b.engine.listen_addr()).await.unwrap();
+    }
+    ping(&a, &b, 2).await;
+    wait_until("forgeries counted", || {
+        let s = b.engine.status();
+        s.peers[0].counters.rejected + s.drops.unknown_peer >= 256
+    })
+    .await;
+    // The peer's endpoint did not move to the attacker.
+    assert_eq!(b.engine.status().peers[0].remote, Some(a.engine.listen_addr().to_string()));
+}
