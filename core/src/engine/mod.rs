@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 pub use events::{Event, EVENT_CAPACITY};
 pub use status::{EngineStatus, PathStatus, PeerStatus};
 
+
 use crate::config::{EngineConfig, PeerConfig};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::path::{Inbound, Path, PathId, INBOUND_CAPACITY};
@@ -140,6 +141,12 @@ impl Engine {
         self.shared.status()
     }
 
+    /// A handle that reads the status from elsewhere (a control socket) without keeping the
+    /// engine's sockets alive after `stop`.
+    pub fn status_source(&self) -> StatusSource {
+        StatusSource(Arc::downgrade(&self.shared))
+    }
+
     /// A receiver of the engine's events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.shared.events.subscribe()
@@ -198,6 +205,16 @@ impl Engine {
         }
         let _ = self.shared.events.send(Event::Stopped);
         tracing::info!(key = %self.shared.public_key(), "engine stopped");
+    }
+}
+
+/// Reads an engine's status while it runs; `None` once it has stopped.
+#[derive(Clone)]
+pub struct StatusSource(std::sync::Weak<Shared>);
+
+impl StatusSource {
+    pub fn status(&self) -> Option<EngineStatus> {
+        self.0.upgrade().map(|s| s.status())
     }
 }
 

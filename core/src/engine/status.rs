@@ -66,3 +66,42 @@ pub(crate) fn peer_status(peer: &crate::wg::Peer) -> PeerStatus {
         paths,
     }
 }
+
+/// A `wg show`-like text form, for the CLI and the demo.
+impl std::fmt::Display for EngineStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "interface")?;
+        writeln!(f, "  public key: {}", self.public_key.to_base64())?;
+        writeln!(f, "  listening on: {}", self.listen_addr)?;
+        let d = &self.drops;
+        writeln!(
+            f,
+            "  dropped: {} without route, {} garbage from tun, {} garbage from network, {} for unknown peers",
+            d.no_route, d.tun_garbage, d.net_garbage, d.unknown_peer
+        )?;
+        for p in &self.peers {
+            writeln!(f, "\npeer: {}", p.public_key.to_base64())?;
+            match (&p.active_path, &p.remote) {
+                (Some(kind), Some(remote)) => writeln!(f, "  path: {kind} {remote}")?,
+                (Some(kind), None) => writeln!(f, "  path: {kind}")?,
+                (None, _) => writeln!(f, "  path: none")?,
+            }
+            match p.last_handshake {
+                Some(t) => writeln!(f, "  latest handshake: {:.1} s ago", t.as_secs_f64())?,
+                None => writeln!(f, "  latest handshake: never")?,
+            }
+            let c = &p.counters;
+            writeln!(
+                f,
+                "  transfer: {} B in {} packets received, {} B in {} packets sent",
+                c.rx_bytes, c.rx_packets, c.tx_bytes, c.tx_packets
+            )?;
+            writeln!(
+                f,
+                "  dropped: {} spoofed, {} rejected, {} without path, {} send failures, {} tun write failures",
+                c.spoofed_source, c.rejected, c.no_path, c.send_failed, c.tun_write_failed
+            )?;
+        }
+        Ok(())
+    }
+}

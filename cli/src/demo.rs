@@ -1,0 +1,177 @@
+//! `peerlink demo`: two engines in this process, each on one end of a socketpair standing in for
+//! its tun, connected over loopback UDP. The "operating system" behind each tun answers pings,
+//! so ICMP echo crosses the tunnel both ways. No root, no servers.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
+use peerlink_core::tun::{packet_socketpair, FdOwnership, Framing, Tun};
+use peerlink_core::{Engine, EngineOptions, EngineSpec, Event, PeerSpec, PrivateKey};
+use tokio::sync::mpsc;
+
+/// Pings per direction and family.
+const PINGS: u16 = 5;
+/// A reply slower than this counts as lost; loopback answers in well under a millisecond.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// ICMP echo payload, as `ping`'s default.
+const PING_PAYLOAD: usize = 56;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("socketpair: {0}")]
+    Socketpair(std::io::Error),
+    #[error("tun: {0}")]
+    Tun(#[from] peerlink_core::tun::TunError),
+    #[error("configuration: {0}")]
+    Config(#[from] peerlink_core::ConfigError),
+    #[error("engine: {0}")]
+    Engine(#[from] peerlink_core::EngineError),
+    #[error("writing to the tun: {0}")]
+    TunWrite(std::io::Error),
+    #[error("{lost} of {sent} pings got no reply")]
+    Lost { lost: usize, sent: usize },
+}
+
+struct Host {
+    name: &'static str,
+    engine: Engine,
+    os: Arc<Tun>,
+    replies: mpsc::Receiver<(u16, Instant)>,
+    v4: IpAddr,
+    v6: IpAddr,
+}
+
+pub fn run() -> Result<(), DemoError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(DemoError::Runtime)?;
+    runtime.block_on(demo())
+}
+
+async fn demo() -> Result<(), DemoError> {
+    println!("peerlink demo: two engines, socketpair tuns, WireGuard over loopback UDP\n");
+    let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+    let started = Instant::now();
+    let mut b = host("bob", &kb, 2, vec![])?;
+    let mut a = host("alice", &ka, 1, vec![peer(&kb, 2, Some(b.engine.listen_addr().to_string()))])?;
+    b.engine.update_peers(
+        spec(&kb, 2, vec![peer(&ka, 1, None)]).validate()?.peers,
+    );
+    println!("  alice {} on {}", ka.public_key(), a.engine.listen_addr());
+    println!("  bob   {} on {} (learns alice's endpoint by roaming)", kb.public_key(), b.engine.listen_addr());
+    println!("  engines up in {:.1} ms\n", ms(started.elapsed()));
+
+    let mut events = a.engine.subscribe();
+    let mut sent = 0;
+    let mut lost = 0;
+    for (from_is_a, v6) in [(true, false), (false, false), (true, true), (false, true)] {
+        let (from, to) = if from_is_a { (&mut a, &b) } else { (&mut b, &a) };
+        let (src, dst) = if v6 { (from.v6, to.v6) } else { (from.v4, to.v4) };
+        let mut rtts = Vec::new();
+        for seq in 0..PINGS {
+            sent += 1;
+            match ping(from, src, dst, seq).await? {
+                Some(rtt) => rtts.push(rtt),
+                None => lost += 1,
+            }
+        }
+        let first = rtts.first().copied().unwrap_or_default();
+        let rest: Vec<String> = rtts.iter().skip(1).map(|r| format!("{:.2}", ms(*r))).collect();
+        println!(
+            "  {} -> {} ({dst}): {}/{} replies, first {:.2} ms, then {} ms",
+            from.name, to.name, rtts.len(), PINGS, ms(first), rest.join(" ")
+        );
+    }
+    while let Ok(e) = events.try_recv() {
+        if let Event::HandshakeCompleted { .. } = e {
+            println!("\n  alice: WireGuard handshake completed with bob");
+        }
+    }
+    println!("\n--- alice ---\n{}", a.engine.status());
+    println!("--- bob ---\n{}", b.engine.status());
+    a.engine.stop().await;
+    b.engine.stop().await;
+    if lost > 0 {
+        return Err(DemoError::Lost { lost, sent });
+    }
+    println!("demo ok: {sent} pings, all answered");
+    Ok(())
+}
+
+fn spec(key: &PrivateKey, n: u8, peers: Vec<PeerSpec>) -> EngineSpec {
+    EngineSpec {
+        private_key: key.to_base64(),
+        addresses: vec![format!("100.64.0.{n}/24"), format!("fd64::{n}/64")],
+        peers,
+        ..Default::default()
+    }
+}
+
+fn peer(key: &PrivateKey, n: u8, endpoint: Option<String>) -> PeerSpec {
+    PeerSpec {
+        public_key: key.public_key().to_base64(),
+        allowed_ips: vec![format!("100.64.0.{n}/32"), format!("fd64::{n}/128")],
+        endpoint,
+        ..Default::default()
+    }
+}
+
+fn host(name: &'static str, key: &PrivateKey, n: u8, peers: Vec<PeerSpec>) -> Result<Host, DemoError> {
+    let (engine_end, os_end) = packet_socketpair().map_err(DemoError::Socketpair)?;
+    let tun = Tun::from_fd(engine_end, Framing::RawIp, FdOwnership::Owned)?;
+    let os = Arc::new(Tun::from_fd(os_end, Framing::RawIp, FdOwnership::Owned)?);
+    let options = EngineOptions { listen_ip: IpAddr::from([127, 0, 0, 1]), ..Default::default() };
+    let engine = Engine::start(spec(key, n, peers).validate()?, tun, options)?;
+    let (tx, replies) = mpsc::channel(64);
+    tokio::spawn(operating_system(os.clone(), tx));
+    Ok(Host {
+        name,
+        engine,
+        os,
+        replies,
+        v4: IpAddr::from([100, 64, 0, n]),
+        v6: format!("fd64::{n}").parse().unwrap_or(IpAddr::from([0u16; 8])),
+    })
+}
+
+/// Plays the OS behind a tun: answers echo requests, reports echo replies.
+async fn operating_system(os: Arc<Tun>, replies: mpsc::Sender<(u16, Instant)>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let packet = match os.recv(&mut buf).await {
+            Ok(Some(p)) if !p.is_empty() => p,
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) => continue,
+        };
+        let Some(echo) = parse_echo(packet) else { continue };
+        if echo.reply {
+            let _ = replies.send((echo.seq, Instant::now())).await;
+        } else if let Some(reply) = echo_reply_to(packet) {
+            let _ = os.send(&reply).await;
+        }
+    }
+}
+
+async fn ping(from: &mut Host, src: IpAddr, dst: IpAddr, seq: u16) -> Result<Option<Duration>, DemoError> {
+    let Some(request) = icmp_echo_request(src, dst, 0x504c, seq, PING_PAYLOAD) else { return Ok(None) };
+    let sent = Instant::now();
+    from.os.send(&request).await.map_err(DemoError::TunWrite)?;
+    let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, from.replies.recv()).await {
+            Ok(Some((s, at))) if s == seq => return Ok(Some(at.duration_since(sent))),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
