@@ -25,7 +25,10 @@ pub fn socket_path(interface: &str) -> String {
 
 /// Serves the status text to every connection until aborted.
 pub fn serve(path: &Path, source: StatusSource) -> Result<tokio::task::JoinHandle<()>, ControlError> {
-    let bind_err = |source| ControlError::Bind { path: path.display().to_string(), source };
+    let bind_err = |source| ControlError::Bind {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(bind_err)?;
     }
@@ -33,7 +36,9 @@ pub fn serve(path: &Path, source: StatusSource) -> Result<tokio::task::JoinHandl
     let listener = UnixListener::bind(path).map_err(bind_err)?;
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
             let text = match source.status() {
                 Some(status) => status.to_string(),
                 None => "engine stopped\n".to_owned(),
@@ -44,7 +49,10 @@ pub fn serve(path: &Path, source: StatusSource) -> Result<tokio::task::JoinHandl
 }
 
 pub fn query(path: &str) -> Result<String, ControlError> {
-    let connect_err = |source| ControlError::Connect { path: path.to_owned(), source };
+    let connect_err = |source| ControlError::Connect {
+        path: path.to_owned(),
+        source,
+    };
     let mut stream = UnixStream::connect(path).map_err(connect_err)?;
     let mut text = String::new();
     stream.read_to_string(&mut text).map_err(connect_err)?;

@@ -59,12 +59,20 @@ async fn demo() -> Result<(), DemoError> {
     let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
     let started = Instant::now();
     let mut b = host("bob", &kb, 2, vec![])?;
-    let mut a = host("alice", &ka, 1, vec![peer(&kb, 2, Some(b.engine.listen_addr().to_string()))])?;
-    b.engine.update_peers(
-        spec(&kb, 2, vec![peer(&ka, 1, None)]).validate()?.peers,
-    );
+    let mut a = host(
+        "alice",
+        &ka,
+        1,
+        vec![peer(&kb, 2, Some(b.engine.listen_addr().to_string()))],
+    )?;
+    b.engine
+        .update_peers(spec(&kb, 2, vec![peer(&ka, 1, None)]).validate()?.peers);
     println!("  alice {} on {}", ka.public_key(), a.engine.listen_addr());
-    println!("  bob   {} on {} (learns alice's endpoint by roaming)", kb.public_key(), b.engine.listen_addr());
+    println!(
+        "  bob   {} on {} (learns alice's endpoint by roaming)",
+        kb.public_key(),
+        b.engine.listen_addr()
+    );
     println!("  engines up in {:.1} ms\n", ms(started.elapsed()));
 
     let mut events = a.engine.subscribe();
@@ -85,7 +93,12 @@ async fn demo() -> Result<(), DemoError> {
         let rest: Vec<String> = rtts.iter().skip(1).map(|r| format!("{:.2}", ms(*r))).collect();
         println!(
             "  {} -> {} ({dst}): {}/{} replies, first {:.2} ms, then {} ms",
-            from.name, to.name, rtts.len(), PINGS, ms(first), rest.join(" ")
+            from.name,
+            to.name,
+            rtts.len(),
+            PINGS,
+            ms(first),
+            rest.join(" ")
         );
     }
     while let Ok(e) = events.try_recv() {
@@ -126,7 +139,10 @@ fn host(name: &'static str, key: &PrivateKey, n: u8, peers: Vec<PeerSpec>) -> Re
     let (engine_end, os_end) = packet_socketpair().map_err(DemoError::Socketpair)?;
     let tun = Tun::from_fd(engine_end, Framing::RawIp, FdOwnership::Owned)?;
     let os = Arc::new(Tun::from_fd(os_end, Framing::RawIp, FdOwnership::Owned)?);
-    let options = EngineOptions { listen_ip: IpAddr::from([127, 0, 0, 1]), ..Default::default() };
+    let options = EngineOptions {
+        listen_ip: IpAddr::from([127, 0, 0, 1]),
+        ..Default::default()
+    };
     let engine = Engine::start(spec(key, n, peers).validate()?, tun, options)?;
     let (tx, replies) = mpsc::channel(64);
     tokio::spawn(operating_system(os.clone(), tx));
@@ -159,7 +175,9 @@ async fn operating_system(os: Arc<Tun>, replies: mpsc::Sender<(u16, Instant)>) {
 }
 
 async fn ping(from: &mut Host, src: IpAddr, dst: IpAddr, seq: u16) -> Result<Option<Duration>, DemoError> {
-    let Some(request) = icmp_echo_request(src, dst, 0x504c, seq, PING_PAYLOAD) else { return Ok(None) };
+    let Some(request) = icmp_echo_request(src, dst, 0x504c, seq, PING_PAYLOAD) else {
+        return Ok(None);
+    };
     let sent = Instant::now();
     from.os.send(&request).await.map_err(DemoError::TunWrite)?;
     let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;

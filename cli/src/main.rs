@@ -53,7 +53,8 @@ fn run(args: &[String]) -> Result<(), CliError> {
     };
     match command.as_str() {
         "up" => {
-            let config = flag(rest, "--config")?.ok_or_else(|| CliError::Usage("up needs --config FILE".into()))?;
+            let config =
+                flag(rest, "--config")?.ok_or_else(|| CliError::Usage("up needs --config FILE".into()))?;
             Ok(up::run(&config)?)
         }
         "status" => {
@@ -71,7 +72,9 @@ fn run(args: &[String]) -> Result<(), CliError> {
         }
         "pubkey" => {
             let mut input = String::new();
-            std::io::stdin().read_to_string(&mut input).map_err(CliError::Stdin)?;
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .map_err(CliError::Stdin)?;
             println!("{}", PrivateKey::from_base64(&input)?.public_key().to_base64());
             Ok(())
         }
@@ -86,7 +89,9 @@ fn run(args: &[String]) -> Result<(), CliError> {
 
 /// The value after `name` in `args`, if present.
 fn flag(args: &[String], name: &str) -> Result<Option<String>, CliError> {
-    let Some(pos) = args.iter().position(|a| a == name) else { return Ok(None) };
+    let Some(pos) = args.iter().position(|a| a == name) else {
+        return Ok(None);
+    };
     match args.get(pos + 1) {
         Some(v) => Ok(Some(v.clone())),
         None => Err(CliError::Usage(format!("{name} needs a value"))),
@@ -97,5 +102,8 @@ fn flag(args: &[String], name: &str) -> Result<Option<String>, CliError> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,peerlink_core=info,peerlink=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

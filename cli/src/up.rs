@@ -37,14 +37,23 @@ pub struct UpConfig {
 }
 
 pub fn load(path: &str) -> Result<UpConfig, UpError> {
-    let text = std::fs::read_to_string(path).map_err(|source| UpError::Read { path: path.into(), source })?;
-    let mut table: toml::Table = toml::from_str(&text).map_err(|source| UpError::Toml { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| UpError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|source| UpError::Toml {
+        path: path.into(),
+        source,
+    })?;
     let interface = match table.remove("interface") {
         None => DEFAULT_INTERFACE.to_owned(),
         Some(toml::Value::String(s)) => s,
         Some(_) => return Err(UpError::InterfaceName { path: path.into() }),
     };
-    let engine = EngineSpec::deserialize(table).map_err(|source| UpError::Toml { path: path.into(), source })?;
+    let engine = EngineSpec::deserialize(table).map_err(|source| UpError::Toml {
+        path: path.into(),
+        source,
+    })?;
     Ok(UpConfig { interface, engine })
 }
 
@@ -52,7 +61,10 @@ use serde::Deserialize as _;
 
 pub fn run(path: &str) -> Result<(), UpError> {
     let up = load(path)?;
-    let config = up.engine.validate().map_err(|source| UpError::Config { path: path.into(), source })?;
+    let config = up.engine.validate().map_err(|source| UpError::Config {
+        path: path.into(),
+        source,
+    })?;
     // Two workers: the tun and socket loops each get a core on these small machines.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -64,7 +76,12 @@ pub fn run(path: &str) -> Result<(), UpError> {
         let engine = Engine::start(config, tun, EngineOptions::default())?;
         let socket = control::socket_path(&up.interface);
         let server = control::serve(Path::new(&socket), engine.status_source())?;
-        println!("peerlink up: interface {} public key {} listening on {}", up.interface, engine.public_key().to_base64(), engine.listen_addr());
+        println!(
+            "peerlink up: interface {} public key {} listening on {}",
+            up.interface,
+            engine.public_key().to_base64(),
+            engine.listen_addr()
+        );
         wait_for_signal().await;
         server.abort();
         let _ = std::fs::remove_file(&socket);
@@ -75,7 +92,8 @@ pub fn run(path: &str) -> Result<(), UpError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         // Without signal handlers the only way out is being killed, which is still clean for a tun.
         std::future::pending::<()>().await;
         return;

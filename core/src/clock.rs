@@ -54,7 +54,10 @@ const CLOCK_ID: libc::clockid_t = libc::CLOCK_BOOTTIME;
 const CLOCK_ID: libc::clockid_t = libc::CLOCK_MONOTONIC;
 
 fn read_clock() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
     let rc = unsafe { libc::clock_gettime(CLOCK_ID, &mut ts) };
     if rc != 0 {

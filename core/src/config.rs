@@ -80,7 +80,11 @@ pub enum ConfigError {
     #[error("mtu: {mtu} is outside {min}..={max}")]
     Mtu { mtu: u16, min: u16, max: u16 },
     #[error("{field}: {prefix} is already routed to peer {other}; each prefix belongs to one peer")]
-    OverlappingAllowedIp { field: String, prefix: IpNet, other: PublicKey },
+    OverlappingAllowedIp {
+        field: String,
+        prefix: IpNet,
+        other: PublicKey,
+    },
     #[error("{field}: peer {key} is listed twice")]
     DuplicatePeer { field: String, key: PublicKey },
     #[error("{field}: that is this engine's own public key")]
@@ -89,8 +93,10 @@ pub enum ConfigError {
 
 impl EngineSpec {
     pub fn validate(&self) -> Result<EngineConfig, ConfigError> {
-        let private_key = PrivateKey::from_base64(&self.private_key)
-            .map_err(|source| ConfigError::Key { field: "private_key".into(), source })?;
+        let private_key = PrivateKey::from_base64(&self.private_key).map_err(|source| ConfigError::Key {
+            field: "private_key".into(),
+            source,
+        })?;
         let addresses = self
             .addresses
             .iter()
@@ -98,12 +104,26 @@ impl EngineSpec {
             .map(|(i, a)| parse_prefix(a, || format!("addresses[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let mtu = self.mtu.unwrap_or(DEFAULT_MTU);
-        let min = if addresses.iter().any(|a| a.addr().is_ipv6()) { MIN_MTU_IPV6 } else { MIN_MTU };
+        let min = if addresses.iter().any(|a| a.addr().is_ipv6()) {
+            MIN_MTU_IPV6
+        } else {
+            MIN_MTU
+        };
         if !(min..=MAX_MTU).contains(&mtu) {
-            return Err(ConfigError::Mtu { mtu, min, max: MAX_MTU });
+            return Err(ConfigError::Mtu {
+                mtu,
+                min,
+                max: MAX_MTU,
+            });
         }
         let peers = validate_peers(&self.peers, private_key.public_key())?;
-        Ok(EngineConfig { private_key, addresses, mtu, listen_port: self.listen_port, peers })
+        Ok(EngineConfig {
+            private_key,
+            addresses,
+            mtu,
+            listen_port: self.listen_port,
+            peers,
+        })
     }
 }
 
@@ -114,13 +134,20 @@ pub fn validate_peers(peers: &[PeerSpec], own_key: PublicKey) -> Result<Vec<Peer
     let mut out = Vec::with_capacity(peers.len());
     for (i, p) in peers.iter().enumerate() {
         let field = |name: &str| format!("peers[{i}].{name}");
-        let public_key = PublicKey::from_base64(&p.public_key)
-            .map_err(|source| ConfigError::Key { field: field("public_key"), source })?;
+        let public_key = PublicKey::from_base64(&p.public_key).map_err(|source| ConfigError::Key {
+            field: field("public_key"),
+            source,
+        })?;
         if public_key == own_key {
-            return Err(ConfigError::SelfPeer { field: field("public_key") });
+            return Err(ConfigError::SelfPeer {
+                field: field("public_key"),
+            });
         }
         if seen_keys.insert(public_key, i).is_some() {
-            return Err(ConfigError::DuplicatePeer { field: field("public_key"), key: public_key });
+            return Err(ConfigError::DuplicatePeer {
+                field: field("public_key"),
+                key: public_key,
+            });
         }
         let mut allowed_ips = Vec::with_capacity(p.allowed_ips.len());
         for (j, a) in p.allowed_ips.iter().enumerate() {
@@ -128,7 +155,11 @@ pub fn validate_peers(peers: &[PeerSpec], own_key: PublicKey) -> Result<Vec<Peer
             let prefix = parse_prefix(a, name)?.network();
             match seen_prefixes.get(&prefix) {
                 Some(other) => {
-                    return Err(ConfigError::OverlappingAllowedIp { field: name(), prefix, other: *other })
+                    return Err(ConfigError::OverlappingAllowedIp {
+                        field: name(),
+                        prefix,
+                        other: *other,
+                    })
                 }
                 None => seen_prefixes.insert(prefix, public_key),
             };
@@ -139,24 +170,37 @@ pub fn validate_peers(peers: &[PeerSpec], own_key: PublicKey) -> Result<Vec<Peer
             .as_deref()
             .map(PresharedKey::from_base64)
             .transpose()
-            .map_err(|source| ConfigError::Key { field: field("preshared_key"), source })?;
+            .map_err(|source| ConfigError::Key {
+                field: field("preshared_key"),
+                source,
+            })?;
         let endpoint = p
             .endpoint
             .as_deref()
             .map(|e| {
-                e.trim()
-                    .parse::<SocketAddr>()
-                    .map_err(|_| ConfigError::Endpoint { field: field("endpoint"), value: e.to_owned() })
+                e.trim().parse::<SocketAddr>().map_err(|_| ConfigError::Endpoint {
+                    field: field("endpoint"),
+                    value: e.to_owned(),
+                })
             })
             .transpose()?;
         let persistent_keepalive = p.persistent_keepalive.filter(|&s| s > 0);
-        out.push(PeerConfig { public_key, allowed_ips, preshared_key, endpoint, persistent_keepalive });
+        out.push(PeerConfig {
+            public_key,
+            allowed_ips,
+            preshared_key,
+            endpoint,
+            persistent_keepalive,
+        });
     }
     Ok(out)
 }
 
 fn parse_prefix(text: &str, field: impl Fn() -> String) -> Result<IpNet, ConfigError> {
-    text.parse().map_err(|source| ConfigError::Prefix { field: field(), source })
+    text.parse().map_err(|source| ConfigError::Prefix {
+        field: field(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -194,14 +238,19 @@ mod tests {
         let mut s = spec();
         s.private_key = "short".into();
         let e = s.validate().unwrap_err();
-        assert!(matches!(&e, ConfigError::Key { field, .. } if field == "private_key"), "{e}");
+        assert!(
+            matches!(&e, ConfigError::Key { field, .. } if field == "private_key"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_peer_key_and_prefix_name_the_field() {
         let mut s = spec();
         s.peers[0].public_key = "@@".into();
-        assert!(matches!(s.validate(), Err(ConfigError::Key { field, .. }) if field == "peers[0].public_key"));
+        assert!(
+            matches!(s.validate(), Err(ConfigError::Key { field, .. }) if field == "peers[0].public_key")
+        );
         let mut s = spec();
         s.peers[0].allowed_ips.push("10.0.0.0/40".into());
         assert!(
@@ -212,7 +261,11 @@ mod tests {
     #[test]
     fn the_same_prefix_on_two_peers_is_refused() {
         let mut s = spec();
-        s.peers.push(PeerSpec { public_key: key(), allowed_ips: vec!["100.64.0.2/32".into()], ..Default::default() });
+        s.peers.push(PeerSpec {
+            public_key: key(),
+            allowed_ips: vec!["100.64.0.2/32".into()],
+            ..Default::default()
+        });
         assert!(matches!(
             s.validate(),
             Err(ConfigError::OverlappingAllowedIp { field, .. }) if field == "peers[1].allowed_ips[0]"
@@ -222,7 +275,11 @@ mod tests {
     #[test]
     fn nested_prefixes_on_two_peers_are_routing_not_overlap() {
         let mut s = spec();
-        s.peers.push(PeerSpec { public_key: key(), allowed_ips: vec!["0.0.0.0/0".into()], ..Default::default() });
+        s.peers.push(PeerSpec {
+            public_key: key(),
+            allowed_ips: vec!["0.0.0.0/0".into()],
+            ..Default::default()
+        });
         assert!(s.validate().is_ok());
     }
 
@@ -230,10 +287,16 @@ mod tests {
     fn duplicate_and_self_peers_are_refused() {
         let mut s = spec();
         let dup = s.peers[0].clone();
-        s.peers.push(PeerSpec { allowed_ips: vec![], ..dup });
+        s.peers.push(PeerSpec {
+            allowed_ips: vec![],
+            ..dup
+        });
         assert!(matches!(s.validate(), Err(ConfigError::DuplicatePeer { .. })));
         let mut s = spec();
-        let own = PrivateKey::from_base64(&s.private_key).unwrap().public_key().to_base64();
+        let own = PrivateKey::from_base64(&s.private_key)
+            .unwrap()
+            .public_key()
+            .to_base64();
         s.peers[0].public_key = own;
         assert!(matches!(s.validate(), Err(ConfigError::SelfPeer { .. })));
     }
@@ -245,7 +308,13 @@ mod tests {
         assert!(matches!(s.validate(), Err(ConfigError::Mtu { mtu: 100, .. })));
         s.addresses.push("fd00::1/64".into());
         s.mtu = Some(1000);
-        assert!(matches!(s.validate(), Err(ConfigError::Mtu { min: MIN_MTU_IPV6, .. })));
+        assert!(matches!(
+            s.validate(),
+            Err(ConfigError::Mtu {
+                min: MIN_MTU_IPV6,
+                ..
+            })
+        ));
         s.mtu = Some(MAX_MTU + 1);
         assert!(s.validate().is_err());
     }

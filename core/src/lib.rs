@@ -15,5 +15,7 @@ pub mod tun;
 pub mod wg;
 
 pub use config::{ConfigError, EngineConfig, EngineSpec, PeerConfig, PeerSpec};
-pub use engine::{Engine, EngineError, EngineOptions, EngineStatus, Event, PathStatus, PeerStatus, StatusSource};
+pub use engine::{
+    Engine, EngineError, EngineOptions, EngineStatus, Event, PathStatus, PeerStatus, StatusSource,
+};
 pub use keys::{PresharedKey, PrivateKey, PublicKey};

@@ -25,7 +25,11 @@ impl IpNet {
     pub fn new(addr: IpAddr, len: u8) -> Result<Self, IpNetError> {
         let max = max_len(addr);
         if len > max {
-            return Err(IpNetError::Length { text: format!("{addr}/{len}"), len, max });
+            return Err(IpNetError::Length {
+                text: format!("{addr}/{len}"),
+                len,
+                max,
+            });
         }
         Ok(Self { addr, len })
     }
@@ -40,7 +44,10 @@ impl IpNet {
 
     /// The prefix with its host bits cleared.
     pub fn network(&self) -> IpNet {
-        Self { addr: mask(self.addr, self.len), len: self.len }
+        Self {
+            addr: mask(self.addr, self.len),
+            len: self.len,
+        }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -130,14 +137,23 @@ mod tests {
         let n: IpNet = "10.1.2.3/8".parse().unwrap();
         assert_eq!(n.network().to_string(), "10.0.0.0/8");
         assert_eq!("fd00::1".parse::<IpNet>().unwrap().prefix_len(), 128);
-        assert_eq!("0.0.0.0/0".parse::<IpNet>().unwrap().network().to_string(), "0.0.0.0/0");
+        assert_eq!(
+            "0.0.0.0/0".parse::<IpNet>().unwrap().network().to_string(),
+            "0.0.0.0/0"
+        );
     }
 
     #[test]
     fn refuses_malformed_prefixes() {
-        assert!(matches!("10.0.0.0/33".parse::<IpNet>(), Err(IpNetError::Length { .. })));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<IpNet>(),
+            Err(IpNetError::Length { .. })
+        ));
         assert!(matches!("10.0.0/8".parse::<IpNet>(), Err(IpNetError::Syntax(_))));
-        assert!(matches!("fd00::/129".parse::<IpNet>(), Err(IpNetError::Length { .. })));
+        assert!(matches!(
+            "fd00::/129".parse::<IpNet>(),
+            Err(IpNetError::Length { .. })
+        ));
         assert!(matches!("".parse::<IpNet>(), Err(IpNetError::Syntax(_))));
     }
 
@@ -155,7 +171,10 @@ mod tests {
         v4[12..16].copy_from_slice(&[10, 0, 0, 1]);
         v4[16..20].copy_from_slice(&[10, 0, 0, 2]);
         let (s, d) = packet_addrs(&v4).unwrap();
-        assert_eq!((s.to_string(), d.to_string()), ("10.0.0.1".into(), "10.0.0.2".into()));
+        assert_eq!(
+            (s.to_string(), d.to_string()),
+            ("10.0.0.1".into(), "10.0.0.2".into())
+        );
         let mut v6 = [0u8; 40];
         v6[0] = 0x60;
         v6[39] = 1;

@@ -20,10 +20,18 @@ const TTL: u8 = 64;
 pub fn icmp_echo_request(src: IpAddr, dst: IpAddr, id: u16, seq: u16, payload_len: usize) -> Option<Vec<u8>> {
     let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Some(ipv4(s, d, PROTO_ICMP, &icmp(ICMP_ECHO_REQUEST, id, seq, &payload, None))),
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            Some(ipv6(s, d, PROTO_ICMPV6, &icmp(ICMPV6_ECHO_REQUEST, id, seq, &payload, Some((s, d)))))
-        }
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some(ipv4(
+            s,
+            d,
+            PROTO_ICMP,
+            &icmp(ICMP_ECHO_REQUEST, id, seq, &payload, None),
+        )),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Some(ipv6(
+            s,
+            d,
+            PROTO_ICMPV6,
+            &icmp(ICMPV6_ECHO_REQUEST, id, seq, &payload, Some((s, d))),
+        )),
         _ => None,
     }
 }
@@ -81,7 +89,13 @@ pub fn parse_echo(packet: &[u8]) -> Option<Echo> {
     };
     let id = u16::from_be_bytes(icmp.get(4..6)?.try_into().ok()?);
     let seq = u16::from_be_bytes(icmp.get(6..8)?.try_into().ok()?);
-    Some(Echo { src, dst, reply, id, seq })
+    Some(Echo {
+        src,
+        dst,
+        reply,
+        id,
+        seq,
+    })
 }
 
 /// The reply a host would send to an echo request: addresses swapped, type changed.
@@ -95,10 +109,18 @@ pub fn echo_reply_to(request: &[u8]) -> Option<Vec<u8>> {
         _ => request.get(48..)?,
     };
     match (echo.dst, echo.src) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Some(ipv4(s, d, PROTO_ICMP, &icmp(ICMP_ECHO_REPLY, echo.id, echo.seq, payload, None))),
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            Some(ipv6(s, d, PROTO_ICMPV6, &icmp(ICMPV6_ECHO_REPLY, echo.id, echo.seq, payload, Some((s, d)))))
-        }
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some(ipv4(
+            s,
+            d,
+            PROTO_ICMP,
+            &icmp(ICMP_ECHO_REPLY, echo.id, echo.seq, payload, None),
+        )),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Some(ipv6(
+            s,
+            d,
+            PROTO_ICMPV6,
+            &icmp(ICMPV6_ECHO_REPLY, echo.id, echo.seq, payload, Some((s, d))),
+        )),
         _ => None,
     }
 }
@@ -192,9 +214,27 @@ mod tests {
         for (s, d) in [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")] {
             let (s, d): (IpAddr, IpAddr) = (s.parse().unwrap(), d.parse().unwrap());
             let req = icmp_echo_request(s, d, 7, 9, 56).unwrap();
-            assert_eq!(parse_echo(&req), Some(Echo { src: s, dst: d, reply: false, id: 7, seq: 9 }));
+            assert_eq!(
+                parse_echo(&req),
+                Some(Echo {
+                    src: s,
+                    dst: d,
+                    reply: false,
+                    id: 7,
+                    seq: 9
+                })
+            );
             let rep = echo_reply_to(&req).unwrap();
-            assert_eq!(parse_echo(&rep), Some(Echo { src: d, dst: s, reply: true, id: 7, seq: 9 }));
+            assert_eq!(
+                parse_echo(&rep),
+                Some(Echo {
+                    src: d,
+                    dst: s,
+                    reply: true,
+                    id: 7,
+                    seq: 9
+                })
+            );
             assert_eq!(rep.len(), req.len());
         }
     }
@@ -208,7 +248,14 @@ mod tests {
 
     #[test]
     fn udp_has_exact_length() {
-        let p = udp("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), 1, 2, &[0; 100]).unwrap();
+        let p = udp(
+            "fd00::1".parse().unwrap(),
+            "fd00::2".parse().unwrap(),
+            1,
+            2,
+            &[0; 100],
+        )
+        .unwrap();
         assert_eq!(p.len(), 40 + 8 + 100);
         assert!(udp("fd00::1".parse().unwrap(), "10.0.0.1".parse().unwrap(), 1, 2, &[]).is_none());
     }

@@ -36,7 +36,9 @@ pub struct SocketFactory {
 
 impl fmt::Debug for SocketFactory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SocketFactory").field("protects", &self.protector.is_some()).finish()
+        f.debug_struct("SocketFactory")
+            .field("protects", &self.protector.is_some())
+            .finish()
     }
 }
 
@@ -55,7 +57,9 @@ impl SocketFactory {
         }
         self.protect(&socket)?;
         socket.set_nonblocking(true).map_err(SocketError::Create)?;
-        socket.bind(&addr.into()).map_err(|source| SocketError::Bind { addr, source })?;
+        socket
+            .bind(&addr.into())
+            .map_err(|source| SocketError::Bind { addr, source })?;
         tokio::net::UdpSocket::from_std(socket.into()).map_err(SocketError::Create)
     }
 
@@ -68,7 +72,10 @@ impl SocketFactory {
         socket.set_tcp_nodelay(true).map_err(SocketError::Create)?;
         let std: std::net::TcpStream = socket.into();
         let socket = tokio::net::TcpSocket::from_std_stream(std);
-        socket.connect(addr).await.map_err(|source| SocketError::Connect { addr, source })
+        socket
+            .connect(addr)
+            .await
+            .map_err(|source| SocketError::Connect { addr, source })
     }
 
     /// Protects a socket created elsewhere (a library's), when we can reach its fd.
@@ -111,6 +118,9 @@ mod tests {
     #[tokio::test]
     async fn a_refused_protect_is_a_typed_error() {
         let f = SocketFactory::new(Some(Arc::new(Counting(AtomicUsize::new(0), false))));
-        assert!(matches!(f.udp_bind("127.0.0.1:0".parse().unwrap()), Err(SocketError::ProtectRefused { .. })));
+        assert!(matches!(
+            f.udp_bind("127.0.0.1:0".parse().unwrap()),
+            Err(SocketError::ProtectRefused { .. })
+        ));
     }
 }

@@ -1,5 +1,7 @@
 //! Garbage at the listen port and on the tun is counted and dropped; the tunnel keeps working.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
 mod common;
 
 use common::{pair, Node, WAIT};
@@ -7,14 +9,21 @@ use peerlink_core::packet::{icmp_echo_request, parse_echo};
 use rand::{Rng, RngCore};
 
 async fn ping(from: &Node, to: &Node, seq: u16) {
-    from.os.send(&icmp_echo_request(from.v4, to.v4, 9, seq, 16).unwrap()).await.unwrap();
-    to.recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == seq)).await;
+    from.os
+        .send(&icmp_echo_request(from.v4, to.v4, 9, seq, 16).unwrap())
+        .await
+        .unwrap();
+    to.recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == seq))
+        .await;
 }
 
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
@@ -39,7 +48,16 @@ async fn garbage_datagrams_are_counted_and_the_tunnel_keeps_working() {
         sent_garbage += 1;
     }
     // Truncated and mangled WireGuard messages: right type byte, wrong length or contents.
-    for (ty, len) in [(1u8, 147usize), (1, 148), (2, 91), (2, 92), (3, 63), (3, 64), (4, 31), (4, 200)] {
+    for (ty, len) in [
+        (1u8, 147usize),
+        (1, 148),
+        (2, 91),
+        (2, 92),
+        (3, 63),
+        (3, 64),
+        (4, 31),
+        (4, 200),
+    ] {
         let mut d = vec![0u8; len];
         rng.fill_bytes(&mut d);
         d[0] = ty;
@@ -55,7 +73,10 @@ async fn garbage_datagrams_are_counted_and_the_tunnel_keeps_working() {
     .await;
     let s = b.engine.status();
     assert!(s.drops.net_garbage >= sent_garbage, "{:#?}", s.drops);
-    assert_eq!(s.peers[0].counters.rx_packets, 2, "only the real pings were delivered");
+    assert_eq!(
+        s.peers[0].counters.rx_packets, 2,
+        "only the real pings were delivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,5 +110,8 @@ async fn a_forged_data_packet_for_a_live_session_is_rejected() {
     })
     .await;
     // The peer's endpoint did not move to the attacker.
-    assert_eq!(b.engine.status().peers[0].remote, Some(a.engine.listen_addr().to_string()));
+    assert_eq!(
+        b.engine.status().peers[0].remote,
+        Some(a.engine.listen_addr().to_string())
+    );
 }

@@ -1,5 +1,7 @@
 //! Two real engines over loopback UDP, each on a socketpair tun.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
 mod common;
 
 use std::net::IpAddr;
@@ -35,8 +37,14 @@ async fn ipv4_and_ipv6_packets_of_every_size_cross_both_ways() {
     assert!(peer.is_connected(), "{peer:#?}");
     assert_eq!(peer.active_path, Some(PathKind::Direct));
     assert_eq!(peer.counters.tx_packets, sent_by_a, "{peer:#?}");
-    assert_eq!(peer.counters.rx_packets, sent_by_a, "b sent as many packets back: {peer:#?}");
-    assert_eq!(peer.counters.rejected + peer.counters.spoofed_source + peer.counters.send_failed, 0);
+    assert_eq!(
+        peer.counters.rx_packets, sent_by_a,
+        "b sent as many packets back: {peer:#?}"
+    );
+    assert_eq!(
+        peer.counters.rejected + peer.counters.spoofed_source + peer.counters.send_failed,
+        0
+    );
     a.engine.stop().await;
     b.engine.stop().await;
 }
@@ -55,23 +63,34 @@ async fn responder_without_endpoint_learns_it_and_replies() {
     while let Ok(Ok(e)) = tokio::time::timeout(std::time::Duration::from_millis(10), events.recv()).await {
         match e {
             Event::HandshakeCompleted { .. } => saw.0 = true,
-            Event::PathChanged { kind: Some(PathKind::Direct), .. } => saw.1 = true,
+            Event::PathChanged {
+                kind: Some(PathKind::Direct),
+                ..
+            } => saw.1 = true,
             _ => {}
         }
     }
     assert!(saw.1, "b learned a's endpoint by roaming and announced the path");
     let status = b.engine.status();
-    assert_eq!(status.peers[0].remote.as_deref(), Some(a.engine.listen_addr().to_string().as_str()));
+    assert_eq!(
+        status.peers[0].remote.as_deref(),
+        Some(a.engine.listen_addr().to_string().as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_destination_is_dropped_and_counted() {
     let (a, b) = pair(true);
     let stray: IpAddr = "10.200.0.1".parse().unwrap();
-    a.os.send(&icmp_echo_request(a.v4, stray, 1, 1, 8).unwrap()).await.unwrap();
+    a.os.send(&icmp_echo_request(a.v4, stray, 1, 1, 8).unwrap())
+        .await
+        .unwrap();
     // The next packet to a real peer proves the first was processed (the tun is read in order).
-    a.os.send(&icmp_echo_request(a.v4, b.v4, 1, 2, 8).unwrap()).await.unwrap();
-    b.recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == 2)).await;
+    a.os.send(&icmp_echo_request(a.v4, b.v4, 1, 2, 8).unwrap())
+        .await
+        .unwrap();
+    b.recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == 2))
+        .await;
     assert_eq!(a.engine.status().drops.no_route, 1);
 }
 
@@ -79,13 +98,25 @@ async fn unknown_destination_is_dropped_and_counted() {
 async fn spoofed_source_is_dropped_and_counted() {
     let (a, b) = pair(true);
     let spoofed: IpAddr = "10.99.0.77".parse().unwrap();
-    a.os.send(&icmp_echo_request(spoofed, b.v4, 1, 1, 8).unwrap()).await.unwrap();
-    a.os.send(&icmp_echo_request(a.v4, b.v4, 1, 2, 8).unwrap()).await.unwrap();
+    a.os.send(&icmp_echo_request(spoofed, b.v4, 1, 1, 8).unwrap())
+        .await
+        .unwrap();
+    a.os.send(&icmp_echo_request(a.v4, b.v4, 1, 2, 8).unwrap())
+        .await
+        .unwrap();
     let got = b.recv_matching(|p| parse_echo(p).is_some()).await;
-    assert_eq!(parse_echo(&got).unwrap().seq, 2, "the spoofed packet must not reach the tun");
+    assert_eq!(
+        parse_echo(&got).unwrap().seq,
+        2,
+        "the spoofed packet must not reach the tun"
+    );
     let deadline = tokio::time::Instant::now() + WAIT;
     while b.engine.status().peers[0].counters.spoofed_source == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "spoof not counted: {:#?}", b.engine.status());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spoof not counted: {:#?}",
+            b.engine.status()
+        );
         tokio::task::yield_now().await;
     }
     assert_eq!(b.engine.status().peers[0].counters.spoofed_source, 1);

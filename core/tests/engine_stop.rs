@@ -1,6 +1,8 @@
 //! `stop()` leaves no task and no descriptor behind. Alone in its file: it counts the process's
 //! descriptors, which other tests running in parallel would disturb.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
 mod common;
 
 use common::pair;
@@ -17,7 +19,9 @@ async fn stop_leaves_no_task_or_socket_behind() {
     let tasks_before = metrics.num_alive_tasks();
     for round in 0..20u16 {
         let (a, b) = pair(true);
-        a.os.send(&icmp_echo_request(a.v4, b.v4, 1, round, 8).unwrap()).await.unwrap();
+        a.os.send(&icmp_echo_request(a.v4, b.v4, 1, round, 8).unwrap())
+            .await
+            .unwrap();
         b.recv_matching(|p| parse_echo(p).is_some()).await;
         let (a_os, b_os) = (a.os, b.os);
         a.engine.stop().await;

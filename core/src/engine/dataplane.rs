@@ -92,7 +92,14 @@ pub(super) async fn inbound_loop(
             m = inbound.recv() => m,
         };
         let Some(m) = next else { return };
-        shared.receive(&m.datagram, Source::Path { peer: m.peer, path: m.path }, &mut out);
+        shared.receive(
+            &m.datagram,
+            Source::Path {
+                peer: m.peer,
+                path: m.path,
+            },
+            &mut out,
+        );
     }
 }
 
@@ -168,7 +175,9 @@ impl Shared {
     /// it carries, and note the path as alive.
     fn receive(&self, datagram: &[u8], source: Source, out: &mut [u8]) {
         let table = self.table.load();
-        let Some(peer) = self.identify(&table, datagram, source) else { return };
+        let Some(peer) = self.identify(&table, datagram, source) else {
+            return;
+        };
         let src_ip = match source {
             Source::Direct(addr) => Some(addr.ip()),
             Source::Path { .. } => None,
@@ -194,14 +203,8 @@ impl Shared {
                 }
                 self.note_handshake(peer, &tunn, now);
                 // Packets boringtun queued during the handshake go out now.
-                loop {
-                    match tunn.decapsulate(None, &[], out) {
-                        TunnResult::WriteToNetwork(d) => self.transmit(peer, d, now),
-                        TunnResult::Done
-                        | TunnResult::Err(_)
-                        | TunnResult::WriteToTunnelV4(..)
-                        | TunnResult::WriteToTunnelV6(..) => break,
-                    }
+                while let TunnResult::WriteToNetwork(d) = tunn.decapsulate(None, &[], out) {
+                    self.transmit(peer, d, now);
                 }
             }
             TunnResult::WriteToTunnelV4(packet, src) => {
@@ -272,7 +275,11 @@ impl Shared {
 
     fn reply_unauthenticated(&self, peer: &Peer, source: Source, reply: &[u8], now: Instant) {
         let sent = match source {
-            Source::Direct(from) => self.udp.try_send_to(reply, from).map(|_| ()).map_err(|e| e.to_string()),
+            Source::Direct(from) => self
+                .udp
+                .try_send_to(reply, from)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             Source::Path { path, .. } => match peer.path(path) {
                 Some(p) => p.send(now, reply).map_err(|e| e.to_string()),
                 None => Err("path gone".to_owned()),
@@ -307,7 +314,9 @@ impl Shared {
 
     /// Raises `HandshakeCompleted` once per new WireGuard session.
     pub(super) fn note_handshake(&self, peer: &Peer, tunn: &Tunn, now: Instant) {
-        let Some(since) = tunn.time_since_last_handshake() else { return };
+        let Some(since) = tunn.time_since_last_handshake() else {
+            return;
+        };
         let Some(at) = now.checked_sub(since) else { return };
         let mut reported = peer.reported_handshake.lock();
         // boringtun's clock has coarse ticks; a second apart is a different handshake.

@@ -8,7 +8,11 @@ pub enum Event {
     /// A WireGuard handshake with the peer completed.
     HandshakeCompleted { peer: PublicKey },
     /// The path carrying the peer's traffic changed (`None`: the peer has no path now).
-    PathChanged { peer: PublicKey, kind: Option<PathKind>, remote: Option<String> },
+    PathChanged {
+        peer: PublicKey,
+        kind: Option<PathKind>,
+        remote: Option<String>,
+    },
     /// The peer list was replaced.
     PeersUpdated { count: usize },
     /// The engine stopped; no event follows.

@@ -21,7 +21,6 @@ use tokio::task::JoinHandle;
 pub use events::{Event, EVENT_CAPACITY};
 pub use status::{EngineStatus, PathStatus, PeerStatus};
 
-
 use crate::config::{EngineConfig, PeerConfig};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::path::{Inbound, Path, PathId, INBOUND_CAPACITY};
@@ -48,7 +47,10 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { sockets: SocketFactory::default(), listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED) }
+        Self {
+            sockets: SocketFactory::default(),
+            listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        }
     }
 }
 
@@ -90,7 +92,9 @@ pub(crate) struct Shared {
 impl Engine {
     /// Starts the engine on `tun`. Must be called inside a tokio runtime.
     pub fn start(config: EngineConfig, tun: Tun, options: EngineOptions) -> Result<Engine, EngineError> {
-        let udp = options.sockets.udp_bind(SocketAddr::new(options.listen_ip, config.listen_port))?;
+        let udp = options
+            .sockets
+            .udp_bind(SocketAddr::new(options.listen_ip, config.listen_port))?;
         let listen_addr = udp.local_addr().map_err(EngineError::LocalAddr)?;
         let static_private = config.private_key.to_x25519();
         let static_public = x25519::PublicKey::from(&static_private);
@@ -115,11 +119,20 @@ impl Engine {
         let tasks = vec![
             tokio::spawn(dataplane::tun_loop(shared.clone(), shutdown.subscribe())),
             tokio::spawn(dataplane::udp_loop(shared.clone(), shutdown.subscribe())),
-            tokio::spawn(dataplane::inbound_loop(shared.clone(), inbound_rx, shutdown.subscribe())),
+            tokio::spawn(dataplane::inbound_loop(
+                shared.clone(),
+                inbound_rx,
+                shutdown.subscribe(),
+            )),
             tokio::spawn(dataplane::timer_loop(shared.clone(), shutdown.subscribe())),
         ];
         tracing::info!(key = %shared.public_key(), listen = %listen_addr, "engine started");
-        Ok(Engine { shared, shutdown, tasks, inbound: inbound_tx })
+        Ok(Engine {
+            shared,
+            shutdown,
+            tasks,
+            inbound: inbound_tx,
+        })
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -181,7 +194,9 @@ impl Engine {
     /// Makes `id` the path that carries the peer's traffic.
     pub fn activate_path(&self, peer: &PublicKey, id: PathId) -> bool {
         let table = self.shared.table.load();
-        let Some(p) = table.by_key.get(peer) else { return false };
+        let Some(p) = table.by_key.get(peer) else {
+            return false;
+        };
         let before = p.active_path().map(|a| a.id);
         let done = p.activate(id);
         self.shared.report_path_change(p, before);
@@ -238,7 +253,13 @@ impl Shared {
     fn replace_peers(&self, peers: Vec<PeerConfig>) {
         let mut next_index = self.update_lock.lock();
         let previous = self.table.load();
-        let table = PeerTable::build(&self.private_key, peers, &previous, &self.rate_limiter, &mut next_index);
+        let table = PeerTable::build(
+            &self.private_key,
+            peers,
+            &previous,
+            &self.rate_limiter,
+            &mut next_index,
+        );
         for peer in table.by_key.values() {
             if let Some(endpoint) = peer.config.endpoint {
                 let before = peer.active_path().map(|a| a.id);
@@ -260,7 +281,11 @@ impl Shared {
         let kind = active.as_ref().map(|a| a.path.kind());
         let remote = active.as_ref().map(|a| a.path.remote());
         tracing::info!(peer = %peer.key, ?kind, ?remote, "path changed");
-        let _ = self.events.send(Event::PathChanged { peer: peer.key, kind, remote });
+        let _ = self.events.send(Event::PathChanged {
+            peer: peer.key,
+            kind,
+            remote,
+        });
     }
 
     fn status(&self) -> EngineStatus {

@@ -61,7 +61,8 @@ fn stamp(t: Instant) -> u64 {
 }
 
 fn unstamp(v: u64) -> Option<Instant> {
-    v.checked_sub(1).map(|n| Instant::from_epoch(Duration::from_nanos(n)))
+    v.checked_sub(1)
+        .map(|n| Instant::from_epoch(Duration::from_nanos(n)))
 }
 
 #[cfg(test)]

@@ -17,7 +17,10 @@ pub struct UdpPath {
 
 impl UdpPath {
     pub fn new(socket: Arc<UdpSocket>, endpoint: SocketAddr) -> Self {
-        Self { socket, endpoint: Mutex::new(endpoint) }
+        Self {
+            socket,
+            endpoint: Mutex::new(endpoint),
+        }
     }
 
     pub fn endpoint(&self) -> SocketAddr {

@@ -143,8 +143,14 @@ fn write(fd: RawFd, packet: &[u8]) -> io::Result<usize> {
 
 fn writev2(fd: RawFd, header: &[u8], packet: &[u8]) -> io::Result<usize> {
     let iov = [
-        libc::iovec { iov_base: header.as_ptr() as *mut _, iov_len: header.len() },
-        libc::iovec { iov_base: packet.as_ptr() as *mut _, iov_len: packet.len() },
+        libc::iovec {
+            iov_base: header.as_ptr() as *mut _,
+            iov_len: header.len(),
+        },
+        libc::iovec {
+            iov_base: packet.as_ptr() as *mut _,
+            iov_len: packet.len(),
+        },
     ];
     // SAFETY: both iovecs point at live slices that writev only reads.
     let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
@@ -156,7 +162,14 @@ fn writev2(fd: RawFd, header: &[u8], packet: &[u8]) -> io::Result<usize> {
 pub fn packet_socketpair() -> io::Result<(RawFd, RawFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: fds has room for the two descriptors socketpair writes.
-    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -184,11 +197,18 @@ mod tests {
         let os = Tun::from_fd(b, Framing::RawIp, FdOwnership::Owned).unwrap();
         utun.send(&[0x60, 9]).await.unwrap();
         let mut buf = [0u8; 64];
-        assert_eq!(os.recv(&mut buf).await.unwrap(), Some(&[0, 0, 0, 30, 0x60, 9][..]));
+        assert_eq!(
+            os.recv(&mut buf).await.unwrap(),
+            Some(&[0, 0, 0, 30, 0x60, 9][..])
+        );
         os.send(&[0, 0, 0, 2, 0x45, 7]).await.unwrap();
         assert_eq!(utun.recv(&mut buf).await.unwrap(), Some(&[0x45, 7][..]));
         os.send(&[0, 0, 0, 30, 0x45, 7]).await.unwrap();
-        assert_eq!(utun.recv(&mut buf).await.unwrap(), None, "family header must match the packet");
+        assert_eq!(
+            utun.recv(&mut buf).await.unwrap(),
+            None,
+            "family header must match the packet"
+        );
     }
 
     #[tokio::test]

@@ -66,7 +66,6 @@ fn family_of(header: [u8; UTUN_HEADER_LEN]) -> Option<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::IpAddr;
 
     #[test]
     fn raw_ip_passes_frames_through() {

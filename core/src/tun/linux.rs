@@ -28,9 +28,15 @@ pub fn open(name: &str, addresses: &[IpNet], mtu: u16) -> Result<Tun, TunError> 
 }
 
 fn open_tun_fd(name: &str) -> Result<RawFd, TunError> {
-    let configure = |detail: String| TunError::Configure { name: name.to_owned(), detail };
+    let configure = |detail: String| TunError::Configure {
+        name: name.to_owned(),
+        detail,
+    };
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(configure(format!("interface names have 1 to {} bytes", libc::IFNAMSIZ - 1)));
+        return Err(configure(format!(
+            "interface names have 1 to {} bytes",
+            libc::IFNAMSIZ - 1
+        )));
     }
     // SAFETY: the path is a NUL-terminated literal.
     let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -54,8 +60,14 @@ fn open_tun_fd(name: &str) -> Result<RawFd, TunError> {
 }
 
 fn ip(name: &str, args: &[&str]) -> Result<(), TunError> {
-    let configure = |detail: String| TunError::Configure { name: name.to_owned(), detail };
-    let out = Command::new("ip").args(args).output().map_err(|e| configure(format!("running ip: {e}")))?;
+    let configure = |detail: String| TunError::Configure {
+        name: name.to_owned(),
+        detail,
+    };
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| configure(format!("running ip: {e}")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(configure(format!("ip {}: {}", args.join(" "), stderr.trim())));

@@ -24,7 +24,16 @@ struct Table<K, T> {
 
 impl<T> Default for AllowedIps<T> {
     fn default() -> Self {
-        Self { v4: Table { lengths: Vec::new(), maps: HashMap::new() }, v6: Table { lengths: Vec::new(), maps: HashMap::new() } }
+        Self {
+            v4: Table {
+                lengths: Vec::new(),
+                maps: HashMap::new(),
+            },
+            v6: Table {
+                lengths: Vec::new(),
+                maps: HashMap::new(),
+            },
+        }
     }
 }
 
@@ -68,7 +77,9 @@ impl<K: Copy + Eq + std::hash::Hash + Masked, T> Table<K, T> {
     }
 
     fn lookup(&self, key: K, bits: u8) -> Option<&T> {
-        self.lengths.iter().find_map(|&len| self.maps.get(&(len, key.masked(len, bits))))
+        self.lengths
+            .iter()
+            .find_map(|&len| self.maps.get(&(len, key.masked(len, bits))))
     }
 }
 
@@ -84,7 +95,9 @@ impl Masked for u32 {
 
 impl Masked for u128 {
     fn masked(self, len: u8, bits: u8) -> Self {
-        self & u128::MAX.checked_shl(u32::from(bits - len.min(bits))).unwrap_or(0)
+        self & u128::MAX
+            .checked_shl(u32::from(bits - len.min(bits)))
+            .unwrap_or(0)
     }
 }
 
@@ -106,7 +119,12 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_v4() {
-        let t = table(&[("0.0.0.0/0", 1), ("10.0.0.0/8", 2), ("10.1.0.0/16", 3), ("10.1.2.3/32", 4)]);
+        let t = table(&[
+            ("0.0.0.0/0", 1),
+            ("10.0.0.0/8", 2),
+            ("10.1.0.0/16", 3),
+            ("10.1.2.3/32", 4),
+        ]);
         assert_eq!(get(&t, "10.1.2.3"), Some(4));
         assert_eq!(get(&t, "10.1.2.4"), Some(3));
         assert_eq!(get(&t, "10.2.0.1"), Some(2));
@@ -116,7 +134,12 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_v6() {
-        let t = table(&[("::/0", 1), ("fd00::/8", 2), ("fd00:1::/32", 3), ("fd00:1::5/128", 4)]);
+        let t = table(&[
+            ("::/0", 1),
+            ("fd00::/8", 2),
+            ("fd00:1::/32", 3),
+            ("fd00:1::5/128", 4),
+        ]);
         assert_eq!(get(&t, "fd00:1::5"), Some(4));
         assert_eq!(get(&t, "fd00:1::6"), Some(3));
         assert_eq!(get(&t, "fdff::1"), Some(2));

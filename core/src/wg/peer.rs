@@ -55,17 +55,15 @@ pub(crate) struct Peer {
 
 impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Peer").field("key", &self.key).field("index", &self.index).finish_non_exhaustive()
+        f.debug_struct("Peer")
+            .field("key", &self.key)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
 impl Peer {
-    pub fn new(
-        own: &PrivateKey,
-        config: PeerConfig,
-        index: u32,
-        rate_limiter: Arc<RateLimiter>,
-    ) -> Self {
+    pub fn new(own: &PrivateKey, config: PeerConfig, index: u32, rate_limiter: Arc<RateLimiter>) -> Self {
         let tunn = Tunn::new(
             own.to_x25519(),
             config.public_key.to_x25519(),
@@ -101,7 +99,11 @@ impl Peer {
 
     /// Adds a path; it becomes active if it outranks the active one (or there is none).
     pub fn attach(&self, id: PathId, path: Arc<dyn Path>) -> Arc<AttachedPath> {
-        let attached = Arc::new(AttachedPath { id, path, stats: PathStats::default() });
+        let attached = Arc::new(AttachedPath {
+            id,
+            path,
+            stats: PathStats::default(),
+        });
         let mut paths = self.paths.lock();
         paths.all.push(attached.clone());
         let outranks = match self.active.load().as_ref() {

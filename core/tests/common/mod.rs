@@ -26,7 +26,12 @@ impl Node {
         loop {
             let got = tokio::time::timeout_at(deadline, self.os.recv(&mut buf))
                 .await
-                .unwrap_or_else(|_| panic!("no matching packet within {WAIT:?}; status: {:#?}", self.engine.status()))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no matching packet within {WAIT:?}; status: {:#?}",
+                        self.engine.status()
+                    )
+                })
                 .expect("tun read")
                 .expect("framing")
                 .to_vec();
@@ -58,7 +63,10 @@ pub fn start(spec: EngineSpec) -> (Engine, Tun) {
     let (engine_end, os_end) = packet_socketpair().expect("socketpair");
     let tun = Tun::from_fd(engine_end, Framing::RawIp, FdOwnership::Owned).expect("tun");
     let os = Tun::from_fd(os_end, Framing::RawIp, FdOwnership::Owned).expect("os tun");
-    let options = EngineOptions { listen_ip: "127.0.0.1".parse().unwrap(), ..Default::default() };
+    let options = EngineOptions {
+        listen_ip: "127.0.0.1".parse().unwrap(),
+        ..Default::default()
+    };
     let engine = Engine::start(spec.validate().expect("valid spec"), tun, options).expect("engine starts");
     (engine, os)
 }
@@ -73,7 +81,8 @@ pub fn pair(b_knows_a: bool) -> (Node, Node) {
     sa.peers.push(peer(&kb, 2, Some(b_addr)));
     let (a_engine, a_os) = start(sa);
     let mut sb = spec(&kb, 2);
-    sb.peers.push(peer(&ka, 1, b_knows_a.then(|| a_engine.listen_addr())));
+    sb.peers
+        .push(peer(&ka, 1, b_knows_a.then(|| a_engine.listen_addr())));
     b_engine.update_peers(sb.validate().unwrap().peers);
     let node = |engine, os, key, n: u8| Node {
         engine,
