@@ -38,22 +38,30 @@ enum Source {
 pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut packet_buf = vec![0u8; PACKET_BUFFER];
     let mut out = vec![0u8; PACKET_BUFFER];
+    let mut tun_changed = shared.tun_changed.subscribe();
+    // Set while the current tun is closed or broken: wait for a new one instead of spinning.
+    let mut tun_dead = false;
     loop {
+        let tun = shared.tun.load_full();
         let read = tokio::select! {
             biased;
             _ = shutdown.changed() => return,
-            r = shared.tun.recv(&mut packet_buf) => r,
+            _ = tun_changed.changed() => {
+                tun_dead = false;
+                continue;
+            }
+            r = tun.recv(&mut packet_buf), if !tun_dead => r,
         };
         match read {
             Ok(Some(packet)) if !packet.is_empty() => shared.send_to_peer(packet, &mut out),
             Ok(Some(_)) => {
-                tracing::info!("tun closed by the other side; data plane out stops");
-                return;
+                tracing::info!("tun closed by the other side; waiting for a new one");
+                tun_dead = true;
             }
             Ok(None) => shared.counters.tun_garbage(1),
             Err(e) => {
-                tracing::warn!(error = %e, "tun read failed; data plane out stops");
-                return;
+                tracing::warn!(error = %e, "tun read failed; waiting for a new one");
+                tun_dead = true;
             }
         }
     }
@@ -299,7 +307,7 @@ impl Shared {
             peer.counters.spoofed_source(1);
             return;
         }
-        match self.tun.try_send(packet) {
+        match self.tun.load().try_send(packet) {
             Ok(true) => {
                 peer.counters.rx_packets(1);
                 peer.counters.rx_bytes(packet.len() as u64);

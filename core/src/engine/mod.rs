@@ -81,7 +81,10 @@ pub(crate) struct Shared {
     pub static_private: x25519::StaticSecret,
     pub static_public: x25519::PublicKey,
     pub private_key: PrivateKey,
-    pub tun: Tun,
+    /// The tun; swapped whole by `set_tun` (the platform rebuilt the interface).
+    pub tun: ArcSwap<Tun>,
+    /// Bumped on every `set_tun`, so the tun reader moves to the new device.
+    pub tun_changed: watch::Sender<u64>,
     pub udp: Arc<UdpSocket>,
     pub listen_addr: SocketAddr,
     pub table: ArcSwap<PeerTable>,
@@ -112,7 +115,8 @@ impl Engine {
             static_private,
             static_public,
             private_key: config.private_key.clone(),
-            tun,
+            tun: ArcSwap::from_pointee(tun),
+            tun_changed: watch::channel(0).0,
             udp: Arc::new(udp),
             listen_addr,
             table: ArcSwap::from_pointee(PeerTable::default()),
@@ -160,6 +164,15 @@ impl Engine {
 
     pub fn status(&self) -> EngineStatus {
         self.shared.status()
+    }
+
+    /// Replaces the tun (Android rebuilt the VPN interface, iOS handed a new utun). Peers,
+    /// sessions and paths are untouched; the old tun is dropped (and closed, if owned) once
+    /// the reader has moved to the new one.
+    pub fn set_tun(&self, tun: Tun) {
+        self.shared.tun.store(Arc::new(tun));
+        self.shared.tun_changed.send_modify(|n| *n += 1);
+        tracing::info!("tun replaced");
     }
 
     /// A handle that reads the status from elsewhere (a control socket) without keeping the
