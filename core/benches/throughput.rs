@@ -20,8 +20,15 @@ use peerlink_core::{Engine, EngineOptions, EngineSpec, PeerSpec, PrivateKey};
 const MTU: usize = 1280;
 
 fn main() {
-    let secs: u64 = std::env::var("PEERLINK_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let secs: u64 = std::env::var("PEERLINK_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let dur = Duration::from_secs(secs);
         let (udp_pps, udp_gbps) = plain_udp(dur).await;
@@ -76,7 +83,10 @@ async fn through_engines(dur: Duration) -> (f64, f64) {
     // Warm up: the handshake, then a packet through.
     a_os.send(&packet).await.unwrap();
     let mut buf = vec![0u8; 65536];
-    tokio::time::timeout(Duration::from_secs(5), b_os.recv(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), b_os.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let a_os = Arc::new(a_os);
@@ -107,7 +117,12 @@ async fn through_engines(dur: Duration) -> (f64, f64) {
 }
 
 fn spec(key: &PrivateKey, n: u8, peers: Vec<PeerSpec>) -> EngineSpec {
-    EngineSpec { private_key: key.to_base64(), addresses: vec![format!("10.98.0.{n}/24")], peers, ..Default::default() }
+    EngineSpec {
+        private_key: key.to_base64(),
+        addresses: vec![format!("10.98.0.{n}/24")],
+        peers,
+        ..Default::default()
+    }
 }
 
 fn peer(key: &PrivateKey, n: u8, endpoint: Option<String>) -> PeerSpec {
@@ -123,6 +138,12 @@ fn start(key: &PrivateKey, n: u8, peers: Vec<PeerSpec>) -> (Engine, Tun) {
     let (e, o) = packet_socketpair().unwrap();
     let tun = Tun::from_fd(e, Framing::RawIp, FdOwnership::Owned).unwrap();
     let os = Tun::from_fd(o, Framing::RawIp, FdOwnership::Owned).unwrap();
-    let options = EngineOptions { listen_ip: "127.0.0.1".parse().unwrap(), ..Default::default() };
-    (Engine::start(spec(key, n, peers).validate().unwrap(), tun, options).unwrap(), os)
+    let options = EngineOptions {
+        listen_ip: "127.0.0.1".parse().unwrap(),
+        ..Default::default()
+    };
+    (
+        Engine::start(spec(key, n, peers).validate().unwrap(), tun, options).unwrap(),
+        os,
+    )
 }

@@ -125,17 +125,32 @@ async fn spoofed_source_is_dropped_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_tun_moves_traffic_to_the_new_device() {
     let (mut a, b) = pair(true);
-    a.os.send(&icmp_echo_request(a.v4, b.v4, 1, 1, 8).unwrap()).await.unwrap();
+    a.os.send(&icmp_echo_request(a.v4, b.v4, 1, 1, 8).unwrap())
+        .await
+        .unwrap();
     b.recv_matching(|p| parse_echo(p).is_some()).await;
     let (engine_end, os_end) = peerlink_core::tun::packet_socketpair().unwrap();
     use peerlink_core::tun::{FdOwnership, Framing, Tun};
-    a.engine.set_tun(Tun::from_fd(engine_end, Framing::RawIp, FdOwnership::Owned).unwrap());
-    let old_os = std::mem::replace(&mut a.os, Tun::from_fd(os_end, Framing::RawIp, FdOwnership::Owned).unwrap());
+    a.engine
+        .set_tun(Tun::from_fd(engine_end, Framing::RawIp, FdOwnership::Owned).unwrap());
+    let old_os = std::mem::replace(
+        &mut a.os,
+        Tun::from_fd(os_end, Framing::RawIp, FdOwnership::Owned).unwrap(),
+    );
     // Out through the new tun, back in through it.
-    a.os.send(&icmp_echo_request(a.v4, b.v4, 1, 2, 8).unwrap()).await.unwrap();
-    let req = b.recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == 2)).await;
+    a.os.send(&icmp_echo_request(a.v4, b.v4, 1, 2, 8).unwrap())
+        .await
+        .unwrap();
+    let req = b
+        .recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == 2))
+        .await;
     b.os.send(&echo_reply_to(&req).unwrap()).await.unwrap();
-    a.recv_matching(|p| parse_echo(p).is_some_and(|e| e.reply && e.seq == 2)).await;
-    assert_eq!(a.engine.status().peers[0].counters.rx_packets, 1, "the reply came in on the new tun");
+    a.recv_matching(|p| parse_echo(p).is_some_and(|e| e.reply && e.seq == 2))
+        .await;
+    assert_eq!(
+        a.engine.status().peers[0].counters.rx_packets,
+        1,
+        "the reply came in on the new tun"
+    );
     drop(old_os);
 }

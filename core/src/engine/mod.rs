@@ -104,7 +104,10 @@ impl Engine {
             .udp_bind(SocketAddr::new(options.listen_ip, config.listen_port))?;
         let listen_addr = udp.local_addr().map_err(EngineError::LocalAddr)?;
         let sock = socket2::SockRef::from(&udp);
-        if let Err(e) = sock.set_recv_buffer_size(UDP_BUFFER_BYTES).and(sock.set_send_buffer_size(UDP_BUFFER_BYTES)) {
+        if let Err(e) = sock
+            .set_recv_buffer_size(UDP_BUFFER_BYTES)
+            .and(sock.set_send_buffer_size(UDP_BUFFER_BYTES))
+        {
             tracing::debug!(error = %e, "could not enlarge the UDP socket buffers");
         }
         let static_private = config.private_key.to_x25519();
