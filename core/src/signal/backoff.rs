@@ -33,7 +33,10 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new() -> Self {
-        Self { interval: INITIAL_INTERVAL, failures: 0 }
+        Self {
+            interval: INITIAL_INTERVAL,
+            failures: 0,
+        }
     }
 
     /// Records a failed attempt at `now` and says when to try again.
@@ -94,7 +97,10 @@ mod tests {
             for _ in 0..20 {
                 let interval = b.interval;
                 let d = b.next_delay(&mut rng);
-                assert!(d <= interval * 2 + Duration::from_nanos(1), "{d:?} > 2 × {interval:?}");
+                assert!(
+                    d <= interval * 2 + Duration::from_nanos(1),
+                    "{d:?} > 2 × {interval:?}"
+                );
                 assert!(d <= MAX_INTERVAL);
             }
         }
@@ -107,7 +113,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let delays: Vec<Duration> = (0..2000).map(|_| Backoff::new().next_delay(&mut rng)).collect();
         let mean = delays.iter().sum::<Duration>() / 2000;
-        assert!(mean > Duration::from_millis(740) && mean < Duration::from_millis(860), "mean {mean:?}");
+        assert!(
+            mean > Duration::from_millis(740) && mean < Duration::from_millis(860),
+            "mean {mean:?}"
+        );
         assert!(delays.iter().any(|d| *d < Duration::from_millis(200)));
         assert!(delays.iter().any(|d| *d > Duration::from_millis(1400)));
     }

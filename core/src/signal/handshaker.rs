@@ -45,10 +45,13 @@ impl Handshaker {
                     self.events.push_back(HandshakeEvent::OfferPending { peer: from });
                 }
             }
-            SignalMessage::Answer(answer) => self.events.push_back(HandshakeEvent::Answer { peer: from, answer }),
-            SignalMessage::Candidate(candidate) => {
-                self.events.push_back(HandshakeEvent::Candidate { peer: from, candidate })
-            }
+            SignalMessage::Answer(answer) => self
+                .events
+                .push_back(HandshakeEvent::Answer { peer: from, answer }),
+            SignalMessage::Candidate(candidate) => self.events.push_back(HandshakeEvent::Candidate {
+                peer: from,
+                candidate,
+            }),
             // Lazy connections (MODE, GO_IDLE) are not implemented yet; NetBird's engine also
             // ignores MODE. Heartbeats never reach here (the client consumes them).
             SignalMessage::Mode { .. } | SignalMessage::GoIdle | SignalMessage::Heartbeat => {
@@ -82,7 +85,8 @@ impl Handshaker {
 
     /// Queues a trickled local candidate for `peer`.
     pub fn candidate(&mut self, peer: PublicKey, candidate: String) {
-        self.transmits.push_back((peer, SignalMessage::Candidate(candidate)));
+        self.transmits
+            .push_back((peer, SignalMessage::Candidate(candidate)));
     }
 
     /// Forgets a peer that left the configuration.
@@ -178,7 +182,13 @@ mod tests {
         h.handle_message(p, SignalMessage::Answer(answer.clone()));
         h.handle_message(p, SignalMessage::Candidate("c1".into()));
         assert_eq!(h.poll_event(), Some(HandshakeEvent::Answer { peer: p, answer }));
-        assert_eq!(h.poll_event(), Some(HandshakeEvent::Candidate { peer: p, candidate: "c1".into() }));
+        assert_eq!(
+            h.poll_event(),
+            Some(HandshakeEvent::Candidate {
+                peer: p,
+                candidate: "c1".into()
+            })
+        );
     }
 
     #[test]
@@ -198,6 +208,9 @@ mod tests {
         h.remove_peer(&a);
         assert_eq!(h.take_offer(&a), None);
         assert_eq!(h.poll_event(), None);
-        assert_eq!(h.poll_transmit(), Some((b, SignalMessage::Candidate("cb".into()))));
+        assert_eq!(
+            h.poll_transmit(),
+            Some((b, SignalMessage::Candidate("cb".into())))
+        );
     }
 }

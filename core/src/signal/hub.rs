@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::inbound::Inbound;
 use super::proto::EncryptedMessage;
@@ -46,13 +46,19 @@ impl SignalHub {
         let (parts, incoming) = Parts::new(private_key, SignalState::Connected);
         let key = parts.private_key.public_key();
         let queue = self.register(&key);
+        let (closing, reconnect) = parts.steering();
         let task = tokio::spawn(run(
             self.clone(),
             key,
             queue,
-            Inbound::new(parts.private_key.clone(), parts.counters.clone(), parts.deliver.clone()),
+            Inbound::new(
+                parts.private_key.clone(),
+                parts.counters.clone(),
+                parts.deliver.clone(),
+            ),
             parts.state_tx.clone(),
-            parts.control.clone(),
+            closing,
+            reconnect,
         ));
         let link = HubLink { hub: self.clone() };
         (parts.into_handle(Transport::Hub(link), vec![task]), incoming)
@@ -62,7 +68,9 @@ impl SignalHub {
     /// `remote_key`, or nowhere. For tests that need to send what no client would.
     pub fn send_raw(&self, msg: EncryptedMessage) {
         let registry = self.registry.lock();
-        let Some(client) = registry.clients.get(&msg.remote_key) else { return };
+        let Some(client) = registry.clients.get(&msg.remote_key) else {
+            return;
+        };
         if client.queue.try_send(msg).is_err() {
             tracing::trace!("hub queue full; message dropped");
         }
@@ -79,7 +87,9 @@ impl SignalHub {
         registry.next_id += 1;
         let id = registry.next_id;
         // Replacing the old registration drops its queue: that client sees it end.
-        registry.clients.insert(key.to_base64(), Registration { id, queue: tx });
+        registry
+            .clients
+            .insert(key.to_base64(), Registration { id, queue: tx });
         (id, rx)
     }
 
@@ -94,7 +104,9 @@ impl SignalHub {
 
 impl std::fmt::Debug for SignalHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignalHub").field("clients", &self.registry.lock().clients.len()).finish()
+        f.debug_struct("SignalHub")
+            .field("clients", &self.registry.lock().clients.len())
+            .finish()
     }
 }
 
@@ -116,15 +128,15 @@ async fn run(
     (mut id, mut queue): (u64, mpsc::Receiver<EncryptedMessage>),
     mut inbound: Inbound,
     state_tx: Arc<watch::Sender<SignalState>>,
-    control: Arc<Control>,
+    mut closing: watch::Receiver<bool>,
+    reconnect: Arc<Notify>,
 ) {
-    let mut closing = control.shutdown.subscribe();
     let mut replaced = false;
     loop {
         tokio::select! {
             biased;
             _ = Control::closing(&mut closing) => break,
-            _ = control.reconnect.notified() => {
+            _ = reconnect.notified() => {
                 (id, queue) = hub.register(&key);
                 replaced = false;
                 state_tx.send_replace(SignalState::Connected);

@@ -132,7 +132,13 @@ impl Inbound {
         deliver: mpsc::Sender<Incoming>,
     ) -> Self {
         let own_public = own_private.public_key();
-        Self { own_private, own_public, counters, deliver, log: LogLimiter::default() }
+        Self {
+            own_private,
+            own_public,
+            counters,
+            deliver,
+            log: LogLimiter::default(),
+        }
     }
 
     /// Handles one message. Never fails: bad input is counted and dropped.
@@ -172,7 +178,9 @@ impl Inbound {
             return Ok(());
         }
         tracing::trace!(from = %from, kind = message.kind(), "signal message received");
-        self.deliver.try_send((from, message)).map_err(|_| DropReason::ReceiverFull)?;
+        self.deliver
+            .try_send((from, message))
+            .map_err(|_| DropReason::ReceiverFull)?;
         CounterCells::bump(&self.counters.delivered);
         Ok(())
     }
@@ -216,7 +224,13 @@ mod tests {
         let me = PrivateKey::generate();
         let counters = Arc::new(CounterCells::default());
         let (tx, rx) = mpsc::channel(capacity);
-        Rig { inbound: Inbound::new(me.clone(), counters.clone(), tx), rx, counters, me, peer: PrivateKey::generate() }
+        Rig {
+            inbound: Inbound::new(me.clone(), counters.clone(), tx),
+            rx,
+            counters,
+            me,
+            peer: PrivateKey::generate(),
+        }
     }
 
     fn sealed(from: &PrivateKey, to: &PrivateKey, body: &[u8]) -> EncryptedMessage {
@@ -254,13 +268,29 @@ mod tests {
         let mut r = rig(4);
         let good = sealed(&r.peer, &r.me, &offer_body());
         let garbage_proto = sealed(&r.peer, &r.me, &[0xff, 0xff, 0xff]);
-        let bad_offer = Body { r#type: BodyType::Offer as i32, payload: "x".into(), ..Body::default() };
+        let bad_offer = Body {
+            r#type: BodyType::Offer as i32,
+            payload: "x".into(),
+            ..Body::default()
+        };
         let bad_offer = sealed(&r.peer, &r.me, &bad_offer.encode_to_vec());
         let inputs = [
-            EncryptedMessage { body: vec![0; 1 << 20], ..good.clone() },
-            EncryptedMessage { key: "not base64!".into(), ..good.clone() },
-            EncryptedMessage { key: "AAAA".into(), ..good.clone() },
-            EncryptedMessage { body: vec![7; 100], ..good.clone() },
+            EncryptedMessage {
+                body: vec![0; 1 << 20],
+                ..good.clone()
+            },
+            EncryptedMessage {
+                key: "not base64!".into(),
+                ..good.clone()
+            },
+            EncryptedMessage {
+                key: "AAAA".into(),
+                ..good.clone()
+            },
+            EncryptedMessage {
+                body: vec![7; 100],
+                ..good.clone()
+            },
             sealed(&PrivateKey::generate(), &PrivateKey::generate(), &offer_body()),
             garbage_proto,
             bad_offer,
@@ -270,7 +300,12 @@ mod tests {
         }
         let c = r.counters.snapshot();
         assert_eq!(
-            (c.dropped_oversized, c.dropped_bad_sender, c.dropped_unopenable, c.dropped_bad_protobuf),
+            (
+                c.dropped_oversized,
+                c.dropped_bad_sender,
+                c.dropped_unopenable,
+                c.dropped_bad_protobuf
+            ),
             (1, 2, 2, 1)
         );
         assert_eq!((c.dropped_bad_message, c.received, c.delivered), (1, 7, 0));

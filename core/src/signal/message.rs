@@ -34,7 +34,9 @@ pub enum SignalMessage {
     /// An ICE candidate in pion's marshal form (the SDP `candidate:` value without the prefix).
     Candidate(String),
     /// The sender's connection mode changed (NetBird's `MODE`, for lazy connections).
-    Mode { direct: Option<bool> },
+    Mode {
+        direct: Option<bool>,
+    },
     /// The sender goes idle (lazy connections): the receiver may close its side.
     GoIdle,
     /// A liveness probe; the client answers its own and hands others up.
@@ -96,7 +98,9 @@ impl SignalMessage {
             BodyType::Offer => Ok(SignalMessage::Offer(OfferAnswer::from_body(body)?)),
             BodyType::Answer => Ok(SignalMessage::Answer(OfferAnswer::from_body(body)?)),
             BodyType::Candidate => Ok(SignalMessage::Candidate(parse_candidate(body.payload)?)),
-            BodyType::Mode => Ok(SignalMessage::Mode { direct: body.mode.and_then(|m| m.direct) }),
+            BodyType::Mode => Ok(SignalMessage::Mode {
+                direct: body.mode.and_then(|m| m.direct),
+            }),
             BodyType::GoIdle => Ok(SignalMessage::GoIdle),
             BodyType::Heartbeat => Ok(SignalMessage::Heartbeat),
         }
@@ -107,16 +111,24 @@ impl SignalMessage {
         match self {
             SignalMessage::Offer(o) => o.to_body(BodyType::Offer),
             SignalMessage::Answer(a) => a.to_body(BodyType::Answer),
-            SignalMessage::Candidate(c) => {
-                Body { r#type: BodyType::Candidate as i32, payload: c.clone(), ..Body::default() }
-            }
+            SignalMessage::Candidate(c) => Body {
+                r#type: BodyType::Candidate as i32,
+                payload: c.clone(),
+                ..Body::default()
+            },
             SignalMessage::Mode { direct } => Body {
                 r#type: BodyType::Mode as i32,
                 mode: Some(proto::Mode { direct: *direct }),
                 ..Body::default()
             },
-            SignalMessage::GoIdle => Body { r#type: BodyType::GoIdle as i32, ..Body::default() },
-            SignalMessage::Heartbeat => Body { r#type: BodyType::Heartbeat as i32, ..Body::default() },
+            SignalMessage::GoIdle => Body {
+                r#type: BodyType::GoIdle as i32,
+                ..Body::default()
+            },
+            SignalMessage::Heartbeat => Body {
+                r#type: BodyType::Heartbeat as i32,
+                ..Body::default()
+            },
         }
     }
 
@@ -179,7 +191,10 @@ impl OfferAnswer {
 impl IceCredentials {
     /// Fresh credentials as pion makes them: 16 and 32 random ASCII letters.
     pub fn generate(rng: &mut impl Rng) -> Self {
-        Self { ufrag: random_letters(rng, UFRAG_LEN), pwd: random_letters(rng, PWD_LEN) }
+        Self {
+            ufrag: random_letters(rng, UFRAG_LEN),
+            pwd: random_letters(rng, PWD_LEN),
+        }
     }
 
     /// Parses `"ufrag:pwd"`; `":"` (both empty) means the sender runs without ICE.
@@ -201,7 +216,10 @@ impl IceCredentials {
         if !ufrag.bytes().chain(pwd.bytes()).all(is_ice_char) {
             return Err(MessageError::CredentialCharacter);
         }
-        Ok(Some(Self { ufrag: ufrag.to_owned(), pwd: pwd.to_owned() }))
+        Ok(Some(Self {
+            ufrag: ufrag.to_owned(),
+            pwd: pwd.to_owned(),
+        }))
     }
 }
 
@@ -250,7 +268,9 @@ fn parse_ip(bytes: &[u8]) -> Option<IpAddr> {
     if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
         return Some(IpAddr::from(v4));
     }
-    <[u8; 16]>::try_from(bytes).ok().map(|v6| IpAddr::from(v6).to_canonical())
+    <[u8; 16]>::try_from(bytes)
+        .ok()
+        .map(|v6| IpAddr::from(v6).to_canonical())
 }
 
 /// RFC 8445 ice-char: ALPHA / DIGIT / "+" / "/".
@@ -290,7 +310,11 @@ mod tests {
         let c = IceCredentials::generate(&mut rand::thread_rng());
         assert_eq!(c.ufrag.len(), UFRAG_LEN);
         assert_eq!(c.pwd.len(), PWD_LEN);
-        assert!(c.ufrag.chars().chain(c.pwd.chars()).all(|ch| ch.is_ascii_alphabetic()));
+        assert!(c
+            .ufrag
+            .chars()
+            .chain(c.pwd.chars())
+            .all(|ch| ch.is_ascii_alphabetic()));
     }
 
     #[test]
@@ -301,14 +325,22 @@ mod tests {
         let ice = o.ice.as_ref().unwrap();
         assert_eq!(body.payload, format!("{}:{}", ice.ufrag, ice.pwd));
         assert_eq!(body.relay_server_ip, Some(vec![192, 0, 2, 7]));
-        assert_eq!(SignalMessage::from_body(body).unwrap(), SignalMessage::Offer(o.clone()));
+        assert_eq!(
+            SignalMessage::from_body(body).unwrap(),
+            SignalMessage::Offer(o.clone())
+        );
         let answer = SignalMessage::Answer(o);
         assert_eq!(SignalMessage::from_body(answer.to_body()).unwrap(), answer);
     }
 
     #[test]
     fn offer_without_ice_is_a_bare_colon() {
-        let o = OfferAnswer { ice: None, session_id: None, relay_server_ip: None, ..offer() };
+        let o = OfferAnswer {
+            ice: None,
+            session_id: None,
+            relay_server_ip: None,
+            ..offer()
+        };
         let body = SignalMessage::Offer(o.clone()).to_body();
         assert_eq!(body.payload, ":");
         assert_eq!(body.session_id, None);
@@ -318,12 +350,23 @@ mod tests {
     #[test]
     fn mapped_and_v6_relay_ips_encode_canonically() {
         let mapped = Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped();
-        let o = OfferAnswer { relay_server_ip: Some(IpAddr::V6(mapped)), ..offer() };
-        assert_eq!(SignalMessage::Offer(o).to_body().relay_server_ip, Some(vec![10, 1, 2, 3]));
+        let o = OfferAnswer {
+            relay_server_ip: Some(IpAddr::V6(mapped)),
+            ..offer()
+        };
+        assert_eq!(
+            SignalMessage::Offer(o).to_body().relay_server_ip,
+            Some(vec![10, 1, 2, 3])
+        );
         let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
-        let o = OfferAnswer { relay_server_ip: Some(v6), ..offer() };
+        let o = OfferAnswer {
+            relay_server_ip: Some(v6),
+            ..offer()
+        };
         let parsed = SignalMessage::from_body(SignalMessage::Offer(o).to_body()).unwrap();
-        let SignalMessage::Offer(parsed) = parsed else { panic!("not an offer") };
+        let SignalMessage::Offer(parsed) = parsed else {
+            panic!("not an offer")
+        };
         assert_eq!(parsed.relay_server_ip, Some(v6));
     }
 
@@ -343,7 +386,10 @@ mod tests {
 
     #[test]
     fn malformed_payloads_are_typed_errors() {
-        let body = |payload: &str| Body { payload: payload.into(), ..Body::default() };
+        let body = |payload: &str| Body {
+            payload: payload.into(),
+            ..Body::default()
+        };
         let pwd = "p".repeat(PWD_LEN);
         let cases = [
             ("nocolon", MessageError::NoSeparator),
@@ -351,10 +397,17 @@ mod tests {
             ("abcdefgh:short", MessageError::PwdLength(5)),
             (&*format!("abcd:efgh:{pwd}"), MessageError::CredentialCharacter),
             (&*format!("ab-d:{pwd}"), MessageError::CredentialCharacter),
-            (&*format!("{}:{pwd}", "u".repeat(257)), MessageError::UfragLength(257)),
+            (
+                &*format!("{}:{pwd}", "u".repeat(257)),
+                MessageError::UfragLength(257),
+            ),
         ];
         for (payload, want) in cases {
-            assert_eq!(SignalMessage::from_body(body(payload)), Err(want), "payload {payload:?}");
+            assert_eq!(
+                SignalMessage::from_body(body(payload)),
+                Err(want),
+                "payload {payload:?}"
+            );
         }
     }
 
@@ -362,15 +415,41 @@ mod tests {
     fn bad_field_values_are_typed_errors() {
         let good = SignalMessage::Offer(offer()).to_body();
         let cases = [
-            (Body { r#type: 3, ..good.clone() }, MessageError::UnknownType(3)),
-            (Body { r#type: -1, ..good.clone() }, MessageError::UnknownType(-1)),
-            (Body { wg_listen_port: 70000, ..good.clone() }, MessageError::ListenPort(70000)),
             (
-                Body { r#type: BodyType::Candidate as i32, payload: String::new(), ..Body::default() },
+                Body {
+                    r#type: 3,
+                    ..good.clone()
+                },
+                MessageError::UnknownType(3),
+            ),
+            (
+                Body {
+                    r#type: -1,
+                    ..good.clone()
+                },
+                MessageError::UnknownType(-1),
+            ),
+            (
+                Body {
+                    wg_listen_port: 70000,
+                    ..good.clone()
+                },
+                MessageError::ListenPort(70000),
+            ),
+            (
+                Body {
+                    r#type: BodyType::Candidate as i32,
+                    payload: String::new(),
+                    ..Body::default()
+                },
                 MessageError::EmptyCandidate,
             ),
             (
-                Body { r#type: BodyType::Candidate as i32, payload: "c".repeat(2000), ..Body::default() },
+                Body {
+                    r#type: BodyType::Candidate as i32,
+                    payload: "c".repeat(2000),
+                    ..Body::default()
+                },
                 MessageError::CandidateLength(2000),
             ),
         ];
@@ -382,8 +461,14 @@ mod tests {
     #[test]
     fn malformed_optional_fields_are_ignored_like_netbird() {
         let good = SignalMessage::Offer(offer()).to_body();
-        let body = Body { session_id: Some(vec![1; 4]), relay_server_ip: Some(vec![1; 5]), ..good };
-        let SignalMessage::Offer(parsed) = SignalMessage::from_body(body).unwrap() else { panic!("not an offer") };
+        let body = Body {
+            session_id: Some(vec![1; 4]),
+            relay_server_ip: Some(vec![1; 5]),
+            ..good
+        };
+        let SignalMessage::Offer(parsed) = SignalMessage::from_body(body).unwrap() else {
+            panic!("not an offer")
+        };
         assert_eq!((parsed.session_id, parsed.relay_server_ip), (None, None));
         assert!(parsed.ice.is_some());
     }

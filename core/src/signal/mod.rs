@@ -76,7 +76,10 @@ pub enum SignalError {
     Transport(String),
     #[error("the server refused the stream: {0}")]
     Refused(String),
-    #[error("the server did not confirm registration (no {} header)", proto::HEADER_REGISTERED)]
+    #[error(
+        "the server did not confirm registration (no {} header)",
+        proto::HEADER_REGISTERED
+    )]
     NotRegistered,
     #[error("no registration within {0:?}")]
     RegistrationTimeout(Duration),
@@ -89,7 +92,11 @@ pub enum SignalError {
     #[error("sealed message of {0} bytes exceeds the {MAX_BODY_LEN}-byte limit receivers apply")]
     TooLarge(usize),
     #[error("sending to {to} failed after {attempts} attempts: {last}")]
-    SendFailed { to: PublicKey, attempts: u32, last: String },
+    SendFailed {
+        to: PublicKey,
+        attempts: u32,
+        last: String,
+    },
     #[error("the signal client is closed")]
     Closed,
 }
@@ -120,7 +127,11 @@ impl SignalHandle {
             Transport::Grpc(sender) => sender.send(to, wire).await,
             Transport::Hub(link) => link.send(wire),
         };
-        let cell = if result.is_ok() { &self.inner.counters.sent } else { &self.inner.counters.send_failures };
+        let cell = if result.is_ok() {
+            &self.inner.counters.sent
+        } else {
+            &self.inner.counters.send_failures
+        };
         CounterCells::bump(cell);
         result
     }
@@ -142,7 +153,7 @@ impl SignalHandle {
 
     /// Ends the client: its tasks stop, its connection closes, the receiver ends.
     pub async fn close(self) {
-        let _ = self.inner.control.shutdown.send(true);
+        self.inner.control.shutdown.send_replace(true);
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.control.tasks.lock());
         for task in tasks {
             let abort = task.abort_handle();
@@ -160,7 +171,11 @@ impl SignalHandle {
         if body.len() > MAX_BODY_LEN {
             return Err(SignalError::TooLarge(body.len()));
         }
-        Ok(EncryptedMessage { key: self.inner.public_key.to_base64(), remote_key: to.to_base64(), body })
+        Ok(EncryptedMessage {
+            key: self.inner.public_key.to_base64(),
+            remote_key: to.to_base64(),
+            body,
+        })
     }
 }
 
@@ -179,7 +194,9 @@ struct Inner {
     transport: Transport,
     state_tx: Arc<watch::Sender<SignalState>>,
     counters: Arc<CounterCells>,
-    control: Arc<Control>,
+    /// Owned here only: the tasks hold a receiver and the notifier, never this, so dropping
+    /// the last handle drops it and aborts them.
+    control: Control,
 }
 
 enum Transport {
@@ -191,7 +208,7 @@ enum Transport {
 #[derive(Default)]
 pub(crate) struct Control {
     pub shutdown: watch::Sender<bool>,
-    pub reconnect: Notify,
+    pub reconnect: Arc<Notify>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -215,7 +232,7 @@ pub(crate) struct Parts {
     pub private_key: PrivateKey,
     pub state_tx: Arc<watch::Sender<SignalState>>,
     pub counters: Arc<CounterCells>,
-    pub control: Arc<Control>,
+    pub control: Control,
     pub deliver: mpsc::Sender<Incoming>,
 }
 
@@ -227,10 +244,15 @@ impl Parts {
             private_key,
             state_tx: Arc::new(state_tx),
             counters: Arc::new(CounterCells::default()),
-            control: Arc::new(Control::default()),
+            control: Control::default(),
             deliver,
         };
         (parts, incoming)
+    }
+
+    /// What a task needs to be told to stop or to reconnect.
+    pub fn steering(&self) -> (watch::Receiver<bool>, Arc<Notify>) {
+        (self.control.shutdown.subscribe(), self.control.reconnect.clone())
     }
 
     fn into_handle(self, transport: Transport, tasks: Vec<JoinHandle<()>>) -> SignalHandle {

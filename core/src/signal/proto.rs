@@ -96,9 +96,16 @@ mod tests {
 
     #[test]
     fn encrypted_message_uses_fields_2_3_4() {
-        let msg = EncryptedMessage { key: "A".into(), remote_key: "B".into(), body: vec![0xff, 0x00] };
+        let msg = EncryptedMessage {
+            key: "A".into(),
+            remote_key: "B".into(),
+            body: vec![0xff, 0x00],
+        };
         // 0x12 = field 2, wire type 2 (length-delimited); 0x1a = field 3; 0x22 = field 4.
-        assert_eq!(hex(&msg.encode_to_vec()), ["120141", "1a0142", "2202ff00"].concat());
+        assert_eq!(
+            hex(&msg.encode_to_vec()),
+            ["120141", "1a0142", "2202ff00"].concat()
+        );
     }
 
     #[test]
@@ -116,16 +123,16 @@ mod tests {
             relay_server_ip: Some(vec![127, 0, 0, 1]),
         };
         let expected = [
-            "0801",         // field 1 varint: ANSWER = 1
-            "1203753a70",   // field 2 "u:p"
-            "18ec9403",     // field 3 varint 51820 = 0xca6c -> ec 94 03
-            "220176",       // field 4 "v"
-            "2a020801",     // field 5 message { field 1 varint true }
-            "320101",       // field 6 packed uint32 [1] (proto3 packs repeated scalars)
-            "3a00",         // field 7 empty message (present)
-            "420172",       // field 8 "r"
+            "0801",           // field 1 varint: ANSWER = 1
+            "1203753a70",     // field 2 "u:p"
+            "18ec9403",       // field 3 varint 51820 = 0xca6c -> ec 94 03
+            "220176",         // field 4 "v"
+            "2a020801",       // field 5 message { field 1 varint true }
+            "320101",         // field 6 packed uint32 [1] (proto3 packs repeated scalars)
+            "3a00",           // field 7 empty message (present)
+            "420172",         // field 8 "r"
             "52050102030405", // field 10 bytes (0x52 = 10 << 3 | 2)
-            "5a047f000001", // field 11 bytes (0x5a = 11 << 3 | 2)
+            "5a047f000001",   // field 11 bytes (0x5a = 11 << 3 | 2)
         ]
         .concat();
         assert_eq!(hex(&body.encode_to_vec()), expected);

@@ -36,7 +36,9 @@ pub fn open(own: &PrivateKey, from: &PublicKey, sealed: &[u8]) -> Result<Vec<u8>
     }
     let (nonce, boxed) = sealed.split_at(NONCE_LEN);
     let nonce = Nonce::from_slice(nonce);
-    salsa_box(own, from).decrypt(nonce, boxed).map_err(|_| OpenError::Unauthentic)
+    salsa_box(own, from)
+        .decrypt(nonce, boxed)
+        .map_err(|_| OpenError::Unauthentic)
 }
 
 /// Seals under a given nonce; [`seal`] is the only caller outside the tests (a nonce must
@@ -63,7 +65,10 @@ mod tests {
     use super::*;
 
     fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -84,7 +89,11 @@ mod tests {
 
     #[test]
     fn opening_with_the_wrong_key_fails_cleanly() {
-        let (a, b, c) = (PrivateKey::generate(), PrivateKey::generate(), PrivateKey::generate());
+        let (a, b, c) = (
+            PrivateKey::generate(),
+            PrivateKey::generate(),
+            PrivateKey::generate(),
+        );
         let sealed = seal(&a, &b.public_key(), b"hello");
         assert_eq!(open(&c, &a.public_key(), &sealed), Err(OpenError::Unauthentic));
         assert_eq!(open(&b, &c.public_key(), &sealed), Err(OpenError::Unauthentic));
@@ -106,16 +115,24 @@ mod tests {
     #[test]
     fn matches_go_nacl_box() {
         let alice = PrivateKey::from_bytes(
-            unhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a").try_into().unwrap(),
+            unhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+                .try_into()
+                .unwrap(),
         );
         let bob = PrivateKey::from_bytes(
-            unhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb").try_into().unwrap(),
+            unhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+                .try_into()
+                .unwrap(),
         );
         let nonce: [u8; NONCE_LEN] = std::array::from_fn(|i| i as u8);
         let expected = unhex(GO_SEALED);
-        assert_eq!(seal_with_nonce(&alice, &bob.public_key(), &nonce, b"peerlink"), expected);
+        assert_eq!(
+            seal_with_nonce(&alice, &bob.public_key(), &nonce, b"peerlink"),
+            expected
+        );
         assert_eq!(open(&bob, &alice.public_key(), &expected).unwrap(), b"peerlink");
     }
 
-    const GO_SEALED: &str = "000102030405060708090a0b0c0d0e0f10111213141516175dbb91a6fdeb78cae097fc5ee6ffd4db752b35d7771f3b16";
+    const GO_SEALED: &str =
+        "000102030405060708090a0b0c0d0e0f10111213141516175dbb91a6fdeb78cae097fc5ee6ffd4db752b35d7771f3b16";
 }

@@ -33,7 +33,10 @@ pub struct ReceiveWatchdog {
 impl ReceiveWatchdog {
     /// A watchdog for a stream that just connected (connecting counts as hearing from it).
     pub fn new(now: Instant) -> Self {
-        Self { last_received: now, probe_sent: None }
+        Self {
+            last_received: now,
+            probe_sent: None,
+        }
     }
 
     /// Anything arrived on the stream (a probe echo, a message, even one we drop).

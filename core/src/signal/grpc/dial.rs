@@ -43,7 +43,10 @@ pub(crate) struct Target {
 impl Target {
     /// `http://host[:port]` or `https://host[:port]`; no path beyond `/`.
     pub fn parse(url: &str) -> Result<Self, SignalError> {
-        let bad = |reason: &'static str| SignalError::BadUrl { url: url.to_owned(), reason };
+        let bad = |reason: &'static str| SignalError::BadUrl {
+            url: url.to_owned(),
+            reason,
+        };
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
         let tls = match uri.scheme_str() {
             Some("https") => true,
@@ -51,7 +54,11 @@ impl Target {
             _ => return Err(bad("the scheme must be http:// or https://")),
         };
         let host = uri.host().ok_or_else(|| bad("no host"))?;
-        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host).to_owned();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .to_owned();
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(bad("a signal URL has no path"));
         }
@@ -60,14 +67,24 @@ impl Target {
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
         let origin = format!("{}://{authority}", if tls { "https" } else { "http" });
         let origin = origin.parse().map_err(|_| bad("not a URL"))?;
-        Ok(Self { tls, host, port, origin })
+        Ok(Self {
+            tls,
+            host,
+            port,
+            origin,
+        })
     }
 }
 
 /// The TLS settings for a target: webpki roots (the platform stores are unreachable from
 /// Rust on Android and iOS) plus an optional CA for self-hosted servers.
-pub(crate) fn tls_config(target: &Target, extra_ca_pem: Option<&[u8]>) -> Result<ClientTlsConfig, SignalError> {
-    let mut config = ClientTlsConfig::new().with_webpki_roots().domain_name(target.host.clone());
+pub(crate) fn tls_config(
+    target: &Target,
+    extra_ca_pem: Option<&[u8]>,
+) -> Result<ClientTlsConfig, SignalError> {
+    let mut config = ClientTlsConfig::new()
+        .with_webpki_roots()
+        .domain_name(target.host.clone());
     if let Some(pem) = extra_ca_pem {
         // tonic skips certificates it cannot parse; refuse input without any PEM certificate.
         if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
@@ -93,7 +110,9 @@ pub(crate) fn endpoint(
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
     match tls {
-        Some(tls) => endpoint.tls_config(tls).map_err(|e| SignalError::Tls(e.to_string())),
+        Some(tls) => endpoint
+            .tls_config(tls)
+            .map_err(|e| SignalError::Tls(e.to_string())),
         None => Ok(endpoint),
     }
 }
@@ -116,8 +135,17 @@ impl Splice {
         let listener = TcpListener::from_std(listener).map_err(fail)?;
         let local = listener.local_addr().map_err(fail)?;
         let last_error = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(accept_loop(listener, Arc::new(target), sockets, last_error.clone()));
-        Ok(Self { local, last_error, task })
+        let task = tokio::spawn(accept_loop(
+            listener,
+            Arc::new(target),
+            sockets,
+            last_error.clone(),
+        ));
+        Ok(Self {
+            local,
+            last_error,
+            task,
+        })
     }
 
     /// Takes the last dial error, if any, so that a failed stream names the real cause
@@ -212,14 +240,26 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_with_a_reason() {
-        for url in ["signal.example:443", "grpc://x:1", "https://x/path", "http://", "nonsense url"] {
-            assert!(matches!(Target::parse(url), Err(SignalError::BadUrl { .. })), "{url}");
+        for url in [
+            "signal.example:443",
+            "grpc://x:1",
+            "https://x/path",
+            "http://",
+            "nonsense url",
+        ] {
+            assert!(
+                matches!(Target::parse(url), Err(SignalError::BadUrl { .. })),
+                "{url}"
+            );
         }
     }
 
     #[test]
     fn a_ca_that_is_not_pem_is_refused() {
         let t = Target::parse("https://x").unwrap();
-        assert!(matches!(tls_config(&t, Some(b"garbage")), Err(SignalError::BadCaPem)));
+        assert!(matches!(
+            tls_config(&t, Some(b"garbage")),
+            Err(SignalError::BadCaPem)
+        ));
     }
 }

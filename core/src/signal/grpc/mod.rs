@@ -17,7 +17,6 @@ use super::{Incoming, Parts, SignalError, SignalHandle, SignalState, Transport};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::socket::SocketFactory;
 
-
 /// Attempts per `send`. NetBird makes 4 of 10–15 s each; the engine re-offers on its own
 /// schedule, so 3 bounds a send to about 30 s while riding out a server restart.
 pub const SEND_ATTEMPTS: u32 = 3;
@@ -44,7 +43,11 @@ pub struct GrpcSignalConfig {
 
 impl GrpcSignalConfig {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), extra_ca_pem: None, sockets: SocketFactory::default() }
+        Self {
+            url: url.into(),
+            extra_ca_pem: None,
+            sockets: SocketFactory::default(),
+        }
     }
 }
 
@@ -64,7 +67,10 @@ pub fn connect_grpc(
     let endpoint = dial::endpoint(&target, splice.local, tls)?;
     let (parts, incoming) = Parts::new(private_key, SignalState::Connecting);
     let channel = ChannelSlot::default();
-    let sender = Sender { channel: channel.clone() };
+    let sender = Sender {
+        channel: channel.clone(),
+    };
+    let (closing, reconnect) = parts.steering();
     let task = tokio::spawn(run::run(run::RunContext {
         private_key: parts.private_key.clone(),
         endpoint,
@@ -73,7 +79,8 @@ pub fn connect_grpc(
         sender: sender.clone(),
         state_tx: parts.state_tx.clone(),
         counters: parts.counters.clone(),
-        control: parts.control.clone(),
+        closing,
+        reconnect,
         deliver: parts.deliver.clone(),
     }));
     tracing::info!(url = %config.url, key = %parts.private_key.public_key(), "signal client started");
@@ -92,6 +99,10 @@ impl ChannelSlot {
     fn set(&self, channel: Channel) {
         *self.0.lock() = Some(channel);
     }
+
+    fn clear(&self) {
+        *self.0.lock() = None;
+    }
 }
 
 /// Sends with the unary `Send`, on whatever channel is current, with bounded retries.
@@ -107,25 +118,42 @@ impl Sender {
             if attempt > 1 {
                 tokio::time::sleep(SEND_RETRY_PAUSE * (attempt - 1)).await;
             }
-            let Some(channel) = self.channel.get() else { continue };
+            let Some(channel) = self.channel.get() else {
+                continue;
+            };
             match tokio::time::timeout(SEND_ATTEMPT_TIMEOUT, send_once(channel, msg.clone())).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(status)) if status.code() == Code::Cancelled => {
-                    return Err(SignalError::SendFailed { to, attempts: attempt, last: status.to_string() })
+                    return Err(SignalError::SendFailed {
+                        to,
+                        attempts: attempt,
+                        last: status.to_string(),
+                    })
                 }
                 Ok(Err(status)) => last = format!("{}: {}", status.code(), status.message()),
                 Err(_) => last = format!("no answer within {SEND_ATTEMPT_TIMEOUT:?}"),
             }
             tracing::debug!(to = %to, attempt, error = %last, "signal send failed");
         }
-        Err(SignalError::SendFailed { to, attempts: SEND_ATTEMPTS, last })
+        Err(SignalError::SendFailed {
+            to,
+            attempts: SEND_ATTEMPTS,
+            last,
+        })
     }
 }
 
 async fn send_once(channel: Channel, msg: EncryptedMessage) -> Result<(), tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let codec = tonic_prost::ProstCodec::<EncryptedMessage, EncryptedMessage>::default();
-    grpc.unary(tonic::Request::new(msg), PathAndQuery::from_static(SEND_PATH), codec).await?;
+    grpc.unary(
+        tonic::Request::new(msg),
+        PathAndQuery::from_static(SEND_PATH),
+        codec,
+    )
+    .await?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use futures_util::stream;
 use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tonic::codec::Streaming;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -42,7 +42,8 @@ pub(crate) struct RunContext {
     pub sender: Sender,
     pub state_tx: Arc<watch::Sender<SignalState>>,
     pub counters: Arc<CounterCells>,
-    pub control: Arc<Control>,
+    pub closing: watch::Receiver<bool>,
+    pub reconnect: Arc<Notify>,
     pub deliver: mpsc::Sender<Incoming>,
 }
 
@@ -60,7 +61,7 @@ enum Next {
 }
 
 pub(crate) async fn run(ctx: RunContext) {
-    let mut closing = ctx.control.shutdown.subscribe();
+    let mut closing = ctx.closing.clone();
     let mut inbound = Inbound::new(ctx.private_key.clone(), ctx.counters.clone(), ctx.deliver.clone());
     let mut backoff = Backoff::new();
     let mut rng = StdRng::from_entropy();
@@ -72,7 +73,10 @@ pub(crate) async fn run(ctx: RunContext) {
                 ctx.state_tx.send_replace(SignalState::Connecting);
                 Next::Retry
             }
-            SessionEnd::Failed { error: SignalError::Replaced, .. } => {
+            SessionEnd::Failed {
+                error: SignalError::Replaced,
+                ..
+            } => {
                 tracing::warn!(key = %ctx.private_key.public_key(), "another client registered with our key; signal paused until reconnect");
                 ctx.state_tx.send_replace(SignalState::Replaced);
                 wait_for_reconnect(&ctx, &mut closing, &mut backoff).await
@@ -85,7 +89,10 @@ pub(crate) async fn run(ctx: RunContext) {
                 let delay = backoff.next_delay(&mut rng);
                 let attempt = backoff.failures();
                 tracing::debug!(attempt, error = %error, retry_in = ?delay, "signal connection attempt failed");
-                ctx.state_tx.send_replace(SignalState::Reconnecting { attempt, last_error: error.to_string() });
+                ctx.state_tx.send_replace(SignalState::Reconnecting {
+                    attempt,
+                    last_error: error.to_string(),
+                });
                 backoff_pause(&ctx, &mut closing, &mut backoff, delay).await
             }
         };
@@ -94,14 +101,19 @@ pub(crate) async fn run(ctx: RunContext) {
             Next::Retry => {}
         }
     }
+    ctx.channel.clear();
     ctx.state_tx.send_replace(SignalState::Closed);
 }
 
-async fn wait_for_reconnect(ctx: &RunContext, closing: &mut watch::Receiver<bool>, backoff: &mut Backoff) -> Next {
+async fn wait_for_reconnect(
+    ctx: &RunContext,
+    closing: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+) -> Next {
     tokio::select! {
         biased;
         _ = Control::closing(closing) => Next::Close,
-        _ = ctx.control.reconnect.notified() => {
+        _ = ctx.reconnect.notified() => {
             backoff.reset();
             ctx.state_tx.send_replace(SignalState::Connecting);
             Next::Retry
@@ -118,7 +130,7 @@ async fn backoff_pause(
     tokio::select! {
         biased;
         _ = Control::closing(closing) => Next::Close,
-        _ = ctx.control.reconnect.notified() => {
+        _ = ctx.reconnect.notified() => {
             backoff.reset();
             ctx.state_tx.send_replace(SignalState::Connecting);
             Next::Retry
@@ -135,16 +147,24 @@ async fn session(ctx: &RunContext, inbound: &mut Inbound, closing: &mut watch::R
     let opened = tokio::select! {
         biased;
         _ = Control::closing(closing) => return SessionEnd::Closing,
-        _ = ctx.control.reconnect.notified() => return SessionEnd::ReconnectAsked,
+        _ = ctx.reconnect.notified() => return SessionEnd::ReconnectAsked,
         opened = tokio::time::timeout(REGISTRATION_TIMEOUT, open_stream(channel, &own)) => opened,
     };
     let dial_error = ctx.splice.take_error();
     let mut stream = match opened {
         Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => return SessionEnd::Failed { error: with_dial_error(error, dial_error), registered: false },
+        Ok(Err(error)) => {
+            return SessionEnd::Failed {
+                error: with_dial_error(error, dial_error),
+                registered: false,
+            }
+        }
         Err(_) => {
             let error = with_dial_error(SignalError::RegistrationTimeout(REGISTRATION_TIMEOUT), dial_error);
-            return SessionEnd::Failed { error, registered: false };
+            return SessionEnd::Failed {
+                error,
+                registered: false,
+            };
         }
     };
     CounterCells::bump(&ctx.counters.registrations);
@@ -158,7 +178,7 @@ async fn session(ctx: &RunContext, inbound: &mut Inbound, closing: &mut watch::R
         tokio::select! {
             biased;
             _ = Control::closing(closing) => return SessionEnd::Closing,
-            _ = ctx.control.reconnect.notified() => return SessionEnd::ReconnectAsked,
+            _ = ctx.reconnect.notified() => return SessionEnd::ReconnectAsked,
             received = stream.message() => match received {
                 Ok(Some(msg)) => {
                     watchdog.handle_received(Instant::now());
@@ -185,7 +205,9 @@ async fn session(ctx: &RunContext, inbound: &mut Inbound, closing: &mut watch::R
 /// Opens `ConnectStream` with our key and waits for the registration header.
 async fn open_stream(channel: Channel, own: &str) -> Result<Streaming<EncryptedMessage>, SignalError> {
     let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_DECODE_LEN);
-    grpc.ready().await.map_err(|e| SignalError::Transport(e.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|e| SignalError::Transport(e.to_string()))?;
     // We never send on the stream (messages go by unary Send), but it must stay open: a
     // stream that never yields keeps the request half open for as long as we read.
     let mut request = tonic::Request::new(stream::pending::<EncryptedMessage>());
