@@ -141,7 +141,8 @@ fn clients_reregister_by_themselves_after_the_server_restarts() {
         state_matches(&mut b_state, |s| matches!(s, SignalState::Reconnecting { .. })).await;
         let noticed = killed.elapsed();
         // While the server is down, sending fails after its retries and nothing breaks.
-        assert!(a.send(b.public_key(), SignalMessage::GoIdle).await.is_err());
+        let error = a.send(b.public_key(), SignalMessage::GoIdle).await.unwrap_err();
+        println!("send while down: {error}\nstate while down: {:?}", *a_state.borrow());
 
         server.restart();
         let back = Instant::now();
@@ -289,6 +290,83 @@ fn tls_with_a_self_signed_ca_given_to_the_client() {
         println!("without the CA: {last_error}");
         assert!(last_error.to_lowercase().contains("certificate"), "{last_error}");
         drop(pki);
+    });
+}
+
+/// Interop with NetBird's own Go signal client: each side parses the other's offer and answer.
+/// Needs a small Go helper on NetBird's `shared/signal/client` (`PEERLINK_NB_SIGNAL_PEER`, flags
+/// `-addr host:port -key <private> -peer <public>`; it sends one OFFER, answers offers, and
+/// prints `got TYPE from KEY payload=".." ..` per message); skipped without it.
+#[test]
+fn interop_with_netbirds_go_signal_client() {
+    let Some(peer_bin) = std::env::var_os("PEERLINK_NB_SIGNAL_PEER").map(PathBuf::from) else {
+        println!("skipping: PEERLINK_NB_SIGNAL_PEER (NetBird Go signal peer) not set");
+        return;
+    };
+    let Some(lab) = Lab::new() else { return };
+    lab.run(|bin| async move {
+        let server = Server::start(&bin, None);
+        let (me, mut rx) = client(&server, None, SocketFactory::default());
+        connected(&me).await;
+        let go_key = PrivateKey::generate();
+        let mut go = Command::new(peer_bin)
+            .args(["-addr", &server.addr.to_string(), "-key", &go_key.to_base64()])
+            .args(["-peer", &me.public_key().to_base64(), "-timeout", "30s"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines_tx, mut lines) = mpsc::channel::<String>(64);
+        let stdout = go.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = lines_tx.blocking_send(line);
+            }
+        });
+
+        // NetBird's offer, built by its MarshalCredential, parses into our types.
+        let (from, msg) = recv(&mut rx).await;
+        assert_eq!(from, go_key.public_key());
+        let SignalMessage::Offer(theirs) = msg else {
+            panic!("expected an offer, got {msg:?}")
+        };
+        println!("NetBird's offer as peerlink reads it: {theirs:?}");
+        let ice = theirs.ice.as_ref().unwrap();
+        assert_eq!(
+            (ice.ufrag.len(), ice.pwd.len(), theirs.wg_listen_port),
+            (16, 32, 51821)
+        );
+        assert_eq!(
+            theirs.relay_server_address.as_deref(),
+            Some("rels://go-relay.example:443")
+        );
+        assert_eq!(theirs.relay_server_ip, Some("10.9.8.7".parse().unwrap()));
+        assert_eq!(theirs.session_id, Some(SessionId([0xde, 0xad, 0xbe, 0xef, 0x01])));
+
+        // Ours parses on their side, and they answer it.
+        let ours = offer();
+        me.send(go_key.public_key(), SignalMessage::Offer(ours.clone()))
+            .await
+            .unwrap();
+        let (_, msg) = recv(&mut rx).await;
+        assert!(matches!(msg, SignalMessage::Answer(_)), "{msg:?}");
+        let ice = ours.ice.unwrap();
+        let want = format!(
+            "got OFFER from {} payload=\"{}:{}\" port=51820",
+            me.public_key().to_base64(),
+            ice.ufrag,
+            ice.pwd
+        );
+        loop {
+            let line = tokio::time::timeout(WAIT, lines.recv()).await.unwrap().unwrap();
+            println!("go peer: {line}");
+            if line.starts_with(&want) {
+                assert!(line.contains("relayip=c0000201 session="), "{line}");
+                break;
+            }
+        }
+        let _ = go.kill();
+        let _ = go.wait();
     });
 }
 
@@ -613,6 +691,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// openssl commands making a CA (P-256, one day) and a server certificate it signs for
+/// localhost and 127.0.0.1, run in the PKI's directory.
+const PKI_STEPS: [&str; 3] = [
+    "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 1 \
+     -subj /CN=peerlink-test-ca -addext basicConstraints=critical,CA:TRUE \
+     -addext keyUsage=critical,keyCertSign,cRLSign",
+    "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr \
+     -subj /CN=localhost",
+    "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf",
+];
+
 /// A throw-away CA and a server certificate for localhost / 127.0.0.1, made with openssl.
 struct TestPki {
     dir: PathBuf,
@@ -634,84 +723,20 @@ impl TestPki {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
         std::fs::write(
             dir.join("ext.cnf"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
         )
         .unwrap();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let steps: [Vec<String>; 3] = [
-            [
-                &["req", "-x509"][..],
-                &ec,
-                &["-keyout", &p("ca.key"), "-out", &p("ca.pem"), "-days", "1"],
-            ]
-            .concat()
-            .into_iter()
-            .map(String::from)
-            .chain(
-                [
-                    "-subj",
-                    "/CN=peerlink test CA",
-                    "-addext",
-                    "basicConstraints=critical,CA:TRUE",
-                    "-addext",
-                    "keyUsage=critical,keyCertSign,cRLSign",
-                ]
-                .map(String::from),
-            )
-            .collect(),
-            [
-                &["req"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    &p("server.key"),
-                    "-out",
-                    &p("server.csr"),
-                    "-subj",
-                    "/CN=localhost",
-                ],
-            ]
-            .concat()
-            .into_iter()
-            .map(String::from)
-            .collect(),
-            [
-                "x509",
-                "-req",
-                "-in",
-                &p("server.csr"),
-                "-CA",
-                &p("ca.pem"),
-                "-CAkey",
-                &p("ca.key"),
-            ]
-            .into_iter()
-            .chain([
-                "-CAcreateserial",
-                "-out",
-                &p("server.pem"),
-                "-days",
-                "1",
-                "-extfile",
-                &p("ext.cnf"),
-            ])
-            .map(String::from)
-            .collect(),
-        ];
-        for args in steps {
-            let out = Command::new("openssl").args(&args).output().unwrap();
+        for step in PKI_STEPS {
+            let out = Command::new("openssl")
+                .args(step.split(' '))
+                .current_dir(&dir)
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
-                "openssl {args:?}: {}",
+                "openssl {step}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }

@@ -178,10 +178,10 @@ impl Inbound {
             return Ok(());
         }
         tracing::trace!(from = %from, kind = message.kind(), "signal message received");
-        self.deliver
-            .try_send((from, message))
-            .map_err(|_| DropReason::ReceiverFull)?;
+        let slot = self.deliver.try_reserve().map_err(|_| DropReason::ReceiverFull)?;
+        // Counted before the receiver can see it, so a reader never finds the count behind.
         CounterCells::bump(&self.counters.delivered);
+        slot.send((from, message));
         Ok(())
     }
 }

@@ -121,9 +121,28 @@ pub(crate) fn endpoint(
 /// socket. Dropping it stops the listener and every splice.
 pub(crate) struct Splice {
     pub local: SocketAddr,
-    /// Why the last dial to the real server failed, for the client's state.
-    last_error: Arc<Mutex<Option<String>>>,
+    /// Why the last dial to the real server failed.
+    pub dial_error: DialError,
     task: JoinHandle<()>,
+}
+
+/// Why the last dial to the real server failed, so that a failed call names the real cause
+/// (connection refused, DNS) rather than the loopback leg's "connection closed".
+#[derive(Clone, Default)]
+pub(crate) struct DialError(Arc<Mutex<Option<String>>>);
+
+impl DialError {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().clone()
+    }
+
+    pub fn clear(&self) {
+        *self.0.lock() = None;
+    }
+
+    fn set(&self, error: String) {
+        *self.0.lock() = Some(error);
+    }
 }
 
 impl Splice {
@@ -134,24 +153,18 @@ impl Splice {
         listener.set_nonblocking(true).map_err(fail)?;
         let listener = TcpListener::from_std(listener).map_err(fail)?;
         let local = listener.local_addr().map_err(fail)?;
-        let last_error = Arc::new(Mutex::new(None));
+        let dial_error = DialError::default();
         let task = tokio::spawn(accept_loop(
             listener,
             Arc::new(target),
             sockets,
-            last_error.clone(),
+            dial_error.clone(),
         ));
         Ok(Self {
             local,
-            last_error,
+            dial_error,
             task,
         })
-    }
-
-    /// Takes the last dial error, if any, so that a failed stream names the real cause
-    /// (connection refused, DNS) rather than the loopback's "connection closed".
-    pub fn take_error(&self) -> Option<String> {
-        self.last_error.lock().take()
     }
 }
 
@@ -165,7 +178,7 @@ async fn accept_loop(
     listener: TcpListener,
     target: Arc<Target>,
     sockets: SocketFactory,
-    last_error: Arc<Mutex<Option<String>>>,
+    dial_error: DialError,
 ) {
     // Dropped with this task: aborting the loop aborts every splice.
     let mut splices = JoinSet::new();
@@ -173,7 +186,7 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((local, _)) => {
-                    splices.spawn(splice(local, target.clone(), sockets.clone(), last_error.clone()));
+                    splices.spawn(splice(local, target.clone(), sockets.clone(), dial_error.clone()));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "signal splice accept failed");
@@ -185,22 +198,17 @@ async fn accept_loop(
     }
 }
 
-async fn splice(
-    mut local: TcpStream,
-    target: Arc<Target>,
-    sockets: SocketFactory,
-    last_error: Arc<Mutex<Option<String>>>,
-) {
+async fn splice(mut local: TcpStream, target: Arc<Target>, sockets: SocketFactory, dial_error: DialError) {
     let dialed = tokio::time::timeout(CONNECT_TIMEOUT, dial(&target, &sockets)).await;
     let mut remote = match dialed {
         Ok(Ok(remote)) => remote,
         Ok(Err(e)) => {
             tracing::debug!(host = %target.host, port = target.port, error = %e, "signal dial failed");
-            *last_error.lock() = Some(e);
+            dial_error.set(e);
             return;
         }
         Err(_) => {
-            *last_error.lock() = Some(format!("no TCP connection within {CONNECT_TIMEOUT:?}"));
+            dial_error.set(format!("no TCP connection within {CONNECT_TIMEOUT:?}"));
             return;
         }
     };

@@ -10,7 +10,6 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
-use tonic::Code;
 
 use super::proto::{EncryptedMessage, SEND_PATH};
 use super::{Incoming, Parts, SignalError, SignalHandle, SignalState, Transport};
@@ -59,16 +58,17 @@ pub fn connect_grpc(
     config: GrpcSignalConfig,
 ) -> Result<(SignalHandle, tokio::sync::mpsc::Receiver<Incoming>), SignalError> {
     let target = dial::Target::parse(&config.url)?;
-    let tls = match target.tls {
-        true => Some(dial::tls_config(&target, config.extra_ca_pem.as_deref())?),
-        false => None,
-    };
+    let tls = target
+        .tls
+        .then(|| dial::tls_config(&target, config.extra_ca_pem.as_deref()))
+        .transpose()?;
     let splice = dial::Splice::start(target.clone(), config.sockets.clone())?;
     let endpoint = dial::endpoint(&target, splice.local, tls)?;
     let (parts, incoming) = Parts::new(private_key, SignalState::Connecting);
     let channel = ChannelSlot::default();
     let sender = Sender {
         channel: channel.clone(),
+        dial_error: splice.dial_error.clone(),
     };
     let (closing, reconnect) = parts.steering();
     let task = tokio::spawn(run::run(run::RunContext {
@@ -109,6 +109,7 @@ impl ChannelSlot {
 #[derive(Clone)]
 pub(crate) struct Sender {
     channel: ChannelSlot,
+    dial_error: dial::DialError,
 }
 
 impl Sender {
@@ -123,14 +124,12 @@ impl Sender {
             };
             match tokio::time::timeout(SEND_ATTEMPT_TIMEOUT, send_once(channel, msg.clone())).await {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(status)) if status.code() == Code::Cancelled => {
-                    return Err(SignalError::SendFailed {
-                        to,
-                        attempts: attempt,
-                        last: status.to_string(),
-                    })
+                Ok(Err(status)) => {
+                    last = match self.dial_error.get() {
+                        Some(dial) => format!("connecting to the server: {dial}"),
+                        None => format!("{}: {}", status.code(), status.message()),
+                    }
                 }
-                Ok(Err(status)) => last = format!("{}: {}", status.code(), status.message()),
                 Err(_) => last = format!("no answer within {SEND_ATTEMPT_TIMEOUT:?}"),
             }
             tracing::debug!(to = %to, attempt, error = %last, "signal send failed");

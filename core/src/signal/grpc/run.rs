@@ -143,6 +143,7 @@ async fn backoff_pause(
 async fn session(ctx: &RunContext, inbound: &mut Inbound, closing: &mut watch::Receiver<bool>) -> SessionEnd {
     let channel = ctx.endpoint.connect_lazy();
     ctx.channel.set(channel.clone());
+    ctx.splice.dial_error.clear();
     let own = ctx.private_key.public_key().to_base64();
     let opened = tokio::select! {
         biased;
@@ -150,21 +151,16 @@ async fn session(ctx: &RunContext, inbound: &mut Inbound, closing: &mut watch::R
         _ = ctx.reconnect.notified() => return SessionEnd::ReconnectAsked,
         opened = tokio::time::timeout(REGISTRATION_TIMEOUT, open_stream(channel, &own)) => opened,
     };
-    let dial_error = ctx.splice.take_error();
+    let failed = |error| SessionEnd::Failed {
+        error,
+        registered: false,
+    };
     let mut stream = match opened {
         Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            return SessionEnd::Failed {
-                error: with_dial_error(error, dial_error),
-                registered: false,
-            }
-        }
+        Ok(Err(error)) => return failed(with_dial_error(error, ctx.splice.dial_error.get())),
         Err(_) => {
-            let error = with_dial_error(SignalError::RegistrationTimeout(REGISTRATION_TIMEOUT), dial_error);
-            return SessionEnd::Failed {
-                error,
-                registered: false,
-            };
+            let error = SignalError::RegistrationTimeout(REGISTRATION_TIMEOUT);
+            return failed(with_dial_error(error, ctx.splice.dial_error.get()));
         }
     };
     CounterCells::bump(&ctx.counters.registrations);
@@ -217,11 +213,19 @@ async fn open_stream(channel: Channel, own: &str) -> Result<Streaming<EncryptedM
     let response = grpc
         .streaming(request, PathAndQuery::from_static(CONNECT_STREAM_PATH), codec)
         .await
-        .map_err(|status| match classify(&status) {
-            SignalError::Transport(_) if status.code() != Code::Unavailable => {
+        .map_err(|status| match status.code() {
+            // Statuses only a server sends: it answered, and said no.
+            Code::FailedPrecondition
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::InvalidArgument
+            | Code::NotFound
+            | Code::ResourceExhausted => {
                 SignalError::Refused(format!("{}: {}", status.code(), status.message()))
             }
-            other => other,
+            _ => classify(&status),
         })?;
     if response.metadata().get(HEADER_REGISTERED).is_none() {
         return Err(SignalError::NotRegistered);
@@ -239,7 +243,7 @@ fn classify(status: &tonic::Status) -> SignalError {
 /// Names the real cause when the loopback leg only saw a closed connection.
 fn with_dial_error(error: SignalError, dial_error: Option<String>) -> SignalError {
     let Some(dial) = dial_error else { return error };
-    SignalError::Transport(format!("{error} (connecting to the server: {dial})"))
+    SignalError::Transport(format!("connecting to the server: {dial}"))
 }
 
 /// A HEARTBEAT from us to us: the server routes it back on our stream.
