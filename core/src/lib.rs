@@ -9,6 +9,7 @@ pub mod engine;
 pub mod keys;
 pub mod net;
 pub mod path;
+pub mod relay;
 pub mod socket;
 pub mod tun;
 pub mod wg;
