@@ -12,6 +12,7 @@ use super::conn::{Conn, RegisterError};
 use super::counters::{RelayCounters, RelayCountersSnapshot};
 use super::error::RelayError;
 use super::events::{DisconnectReason, RelayEvent, RELAY_EVENT_CAPACITY};
+use super::health::HEALTH_TIMEOUT;
 use super::io::{read_loop, write_loop};
 use super::messages::{encode_peer_list, PeerId, PeerListKind};
 use super::path::RelayPath;
@@ -45,6 +46,8 @@ pub struct ClientOptions {
     pub counters: Arc<RelayCounters>,
     /// How long `open_peer` waits for the peer to come online.
     pub open_timeout: Duration,
+    /// Silence after which the connection is dead.
+    pub health_timeout: Duration,
 }
 
 impl ClientOptions {
@@ -57,6 +60,7 @@ impl ClientOptions {
             events: broadcast::channel(RELAY_EVENT_CAPACITY).0,
             counters: Arc::default(),
             open_timeout: OPEN_TIMEOUT,
+            health_timeout: HEALTH_TIMEOUT,
         }
     }
 }
@@ -89,7 +93,7 @@ impl RelayClient {
             Conn::new(server.clone(), authed.instance_url, options.counters.clone(), options.events.clone());
         let (sink, stream) = authed.ws.split();
         let tasks = vec![
-            tokio::spawn(read_loop(conn.clone(), stream)),
+            tokio::spawn(read_loop(conn.clone(), stream, options.health_timeout)),
             tokio::spawn(write_loop(conn.clone(), sink, control_rx, data_rx)),
         ];
         tracing::info!(%server, instance = %conn.instance_url, key = %options.own_key, "relay connected");

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::conn::Conn;
 use super::events::DisconnectReason;
-use super::health::{HealthWatch, HEALTH_TIMEOUT};
+use super::health::HealthWatch;
 use super::messages::encode_close;
 use super::transport::{is_closed, WsStream};
 use crate::clock::Instant;
@@ -25,10 +25,10 @@ const WRITE_BATCH: usize = 64;
 /// How long a local close waits to deliver the relay's Close message and a WebSocket close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-pub(super) async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<WsStream>) {
+pub(super) async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<WsStream>, health_timeout: Duration) {
     let mut ended = conn.ended.subscribe();
-    let mut health = HealthWatch::new(Instant::now(), HEALTH_TIMEOUT);
-    let sleep = tokio::time::sleep(HEALTH_TIMEOUT);
+    let mut health = HealthWatch::new(Instant::now(), health_timeout);
+    let sleep = tokio::time::sleep(health_timeout);
     tokio::pin!(sleep);
     let reason = loop {
         let next = tokio::select! {

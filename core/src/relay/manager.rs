@@ -17,6 +17,7 @@ use super::backoff::{BackoffPolicy, Reconnect, Targets};
 use super::client::{ClientOptions, RelayClient, OPEN_TIMEOUT};
 use super::counters::{RelayCounters, RelayCountersSnapshot};
 use super::error::RelayError;
+use super::health::HEALTH_TIMEOUT;
 use super::events::{DisconnectReason, RelayEvent, RelayState, RELAY_EVENT_CAPACITY};
 use super::path::RelayPath;
 use super::token::RelayToken;
@@ -231,6 +232,7 @@ impl Shared {
             events: self.events.clone(),
             counters: self.counters.clone(),
             open_timeout: config.open_timeout,
+            health_timeout: HEALTH_TIMEOUT,
         }
     }
 
@@ -369,11 +371,13 @@ impl Supervisor {
         tracing::info!(server = %client.server(), instance = %client.instance_url(), "home relay connected");
         self.previous = Some(client.server().clone());
         self.reconnect.on_connected();
-        self.set_state(RelayState::Connected {
+        let state = RelayState::Connected {
             server: client.server().to_string(),
             instance_url: client.instance_url().to_owned(),
-        });
+        };
+        // Home first: whoever sees the state can use it.
         *self.shared.home.lock() = Some(client);
+        self.set_state(state);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
