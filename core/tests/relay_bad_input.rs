@@ -1,5 +1,6 @@
 //! The relay client against a scripted server on loopback: what it puts on the wire, and how it
 //! survives input NetBird's server would never send.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
 mod relay_support;
 
@@ -9,7 +10,8 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use peerlink_core::path::{Path, PathError, PathId};
 use peerlink_core::relay::messages::{
-    decode_client, encode_auth_response, encode_peer_list, encode_transport, ClientMessage, PeerId, PeerListKind,
+    decode_client, encode_auth_response, encode_peer_list, encode_transport, ClientMessage, PeerId,
+    PeerListKind,
 };
 use peerlink_core::relay::{ClientOptions, DisconnectReason, RelayClient, RelayEvent, RelayToken};
 use peerlink_core::PrivateKey;
@@ -28,15 +30,22 @@ async fn accept(listener: &TcpListener) -> (Ws, PeerId, Vec<u8>) {
     let (tcp, _) = listener.accept().await.unwrap();
     let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
     let auth = next_binary(&mut ws).await;
-    let ClientMessage::Auth { id, token } = decode_client(&auth).unwrap() else { panic!("not auth: {auth:?}") };
+    let ClientMessage::Auth { id, token } = decode_client(&auth).unwrap() else {
+        panic!("not auth: {auth:?}")
+    };
     let token = token.to_vec();
-    ws.send(Message::Binary(encode_auth_response(INSTANCE))).await.unwrap();
+    ws.send(Message::Binary(encode_auth_response(INSTANCE)))
+        .await
+        .unwrap();
     (ws, id, token)
 }
 
 async fn next_binary(ws: &mut Ws) -> Bytes {
     loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("client message within WAIT") {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("client message within WAIT")
+        {
             Some(Ok(Message::Binary(b))) => return b,
             Some(Ok(_)) => continue,
             other => panic!("client went away: {other:?}"),
@@ -51,7 +60,10 @@ async fn listener() -> (TcpListener, peerlink_core::relay::RelayUrl) {
 }
 
 fn options() -> ClientOptions {
-    ClientOptions::new(PrivateKey::generate().public_key(), RelayToken::mint("s", 1_900_000_000))
+    ClientOptions::new(
+        PrivateKey::generate().public_key(),
+        RelayToken::mint("s", 1_900_000_000),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,17 +81,40 @@ async fn auth_subscribe_transport_and_close_are_netbirds_bytes() {
     let (sink, mut rx) = mpsc::channel(8);
     let open = client.open_peer(remote, sink, PathId(5));
     let script = async {
-        assert_eq!(next_binary(&mut ws).await, encode_peer_list(PeerListKind::Subscribe, &[PeerId::of(&remote)])[0]);
-        ws.send(Message::Binary(encode_peer_list(PeerListKind::Online, &[PeerId::of(&remote)]).remove(0))).await.unwrap();
+        assert_eq!(
+            next_binary(&mut ws).await,
+            encode_peer_list(PeerListKind::Subscribe, &[PeerId::of(&remote)])[0]
+        );
+        ws.send(Message::Binary(
+            encode_peer_list(PeerListKind::Online, &[PeerId::of(&remote)]).remove(0),
+        ))
+        .await
+        .unwrap();
     };
     let (path, ()) = tokio::join!(open, script);
     let path = path.unwrap();
     path.send(b"to remote").unwrap();
-    assert_eq!(next_binary(&mut ws).await, encode_transport(&PeerId::of(&remote), b"to remote").unwrap());
-    ws.send(Message::Binary(encode_transport(&PeerId::of(&remote), b"from remote").unwrap())).await.unwrap();
-    assert_eq!(&tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap().datagram[..], b"from remote");
+    assert_eq!(
+        next_binary(&mut ws).await,
+        encode_transport(&PeerId::of(&remote), b"to remote").unwrap()
+    );
+    ws.send(Message::Binary(
+        encode_transport(&PeerId::of(&remote), b"from remote").unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        &tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .datagram[..],
+        b"from remote"
+    );
 
-    ws.send(Message::Binary(Bytes::from_static(&[1, 5]))).await.unwrap();
+    ws.send(Message::Binary(Bytes::from_static(&[1, 5])))
+        .await
+        .unwrap();
     assert_eq!(&next_binary(&mut ws).await[..], &[1, 5], "health check echoed");
 
     let too_big = vec![0u8; 8783];
@@ -87,9 +122,16 @@ async fn auth_subscribe_transport_and_close_are_netbirds_bytes() {
     assert_eq!(client.counters().too_large, 1);
 
     path.close();
-    assert_eq!(next_binary(&mut ws).await, encode_peer_list(PeerListKind::Unsubscribe, &[PeerId::of(&remote)])[0]);
+    assert_eq!(
+        next_binary(&mut ws).await,
+        encode_peer_list(PeerListKind::Unsubscribe, &[PeerId::of(&remote)])[0]
+    );
     client.close().await;
-    assert_eq!(&next_binary(&mut ws).await[..], &[1, 4], "Close message on the way out");
+    assert_eq!(
+        &next_binary(&mut ws).await[..],
+        &[1, 4],
+        "Close message on the way out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,22 +140,38 @@ async fn bad_input_is_dropped_and_counted_and_the_connection_keeps_working() {
     let (l, url) = listener().await;
     let (client, (mut ws, _, _)) = tokio::join!(RelayClient::connect(&url, options()), accept(&l));
     let client = client.unwrap();
-    let (good, other) = (PrivateKey::generate().public_key(), PrivateKey::generate().public_key());
+    let (good, other) = (
+        PrivateKey::generate().public_key(),
+        PrivateKey::generate().public_key(),
+    );
     let good_id = PeerId::of(&good);
     let (sink, mut rx) = mpsc::channel(64);
     let (sink2, mut rx2) = mpsc::channel(64);
 
     let script = async {
         next_binary(&mut ws).await; // subscribe good
-        let mut partial = encode_peer_list(PeerListKind::Online, &[good_id]).remove(0).to_vec();
+        let mut partial = encode_peer_list(PeerListKind::Online, &[good_id])
+            .remove(0)
+            .to_vec();
         partial.truncate(2 + 20);
         ws.send(Message::Binary(partial.into())).await.unwrap();
-        ws.send(Message::Binary(encode_peer_list(PeerListKind::Online, &[good_id]).remove(0))).await.unwrap();
+        ws.send(Message::Binary(
+            encode_peer_list(PeerListKind::Online, &[good_id]).remove(0),
+        ))
+        .await
+        .unwrap();
         next_binary(&mut ws).await; // subscribe other
-        ws.send(Message::Binary(encode_peer_list(PeerListKind::Online, &[PeerId::of(&other)]).remove(0))).await.unwrap();
+        ws.send(Message::Binary(
+            encode_peer_list(PeerListKind::Online, &[PeerId::of(&other)]).remove(0),
+        ))
+        .await
+        .unwrap();
     };
-    let (a, b, ()) =
-        tokio::join!(client.open_peer(good, sink, PathId(1)), client.open_peer(other, sink2, PathId(2)), script);
+    let (a, b, ()) = tokio::join!(
+        client.open_peer(good, sink, PathId(1)),
+        client.open_peer(other, sink2, PathId(2)),
+        script
+    );
     let (_a, b) = (a.unwrap(), b.unwrap());
 
     let mut oversize = encode_transport(&good_id, &[0; 8782]).unwrap().to_vec();
@@ -138,23 +196,56 @@ async fn bad_input_is_dropped_and_counted_and_the_connection_keeps_working() {
         ws.send(Message::Binary(m.into())).await.unwrap();
     }
     ws.send(Message::Text("hello".into())).await.unwrap();
-    ws.send(Message::Binary(encode_transport(&good_id, b"still here").unwrap())).await.unwrap();
+    ws.send(Message::Binary(
+        encode_transport(&good_id, b"still here").unwrap(),
+    ))
+    .await
+    .unwrap();
     let got = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
     assert_eq!(&got.datagram[..], b"still here");
     let c = client.counters();
     println!("{c:#?}");
-    assert_eq!(c.refused_input(), n_bad + 1 + 1, "every bad message, the partial PeersOnline and the text");
-    assert_eq!((c.truncated, c.bad_version, c.retired_type, c.unknown_type), (2, 1, 2, 2));
-    assert_eq!((c.short_transport, c.oversize, c.partial_peer_id, c.wrong_direction), (1, 1, 3, 1));
+    assert_eq!(
+        c.refused_input(),
+        n_bad + 1 + 1,
+        "every bad message, the partial PeersOnline and the text"
+    );
+    assert_eq!(
+        (c.truncated, c.bad_version, c.retired_type, c.unknown_type),
+        (2, 1, 2, 2)
+    );
+    assert_eq!(
+        (
+            c.short_transport,
+            c.oversize,
+            c.partial_peer_id,
+            c.wrong_direction
+        ),
+        (1, 1, 3, 1)
+    );
     assert_eq!((c.unexpected_auth_response, c.not_binary), (1, 1));
     assert!(client.is_connected());
     assert_eq!(client.peer_count(), 2, "no peer was closed by bad input");
 
     // The other peer works too.
-    ws.send(Message::Binary(encode_transport(&PeerId::of(&other), b"other").unwrap())).await.unwrap();
-    assert_eq!(&tokio::time::timeout(WAIT, rx2.recv()).await.unwrap().unwrap().datagram[..], b"other");
+    ws.send(Message::Binary(
+        encode_transport(&PeerId::of(&other), b"other").unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        &tokio::time::timeout(WAIT, rx2.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .datagram[..],
+        b"other"
+    );
     b.send(b"out").unwrap();
-    assert_eq!(next_binary(&mut ws).await, encode_transport(&PeerId::of(&other), b"out").unwrap());
+    assert_eq!(
+        next_binary(&mut ws).await,
+        encode_transport(&PeerId::of(&other), b"out").unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,14 +259,28 @@ async fn silence_past_the_health_timeout_ends_the_connection() {
     let client = client.unwrap();
     // Health checks keep it alive past several timeouts...
     for _ in 0..6 {
-        ws.send(Message::Binary(Bytes::from_static(&[1, 5]))).await.unwrap();
+        ws.send(Message::Binary(Bytes::from_static(&[1, 5])))
+            .await
+            .unwrap();
         assert_eq!(&next_binary(&mut ws).await[..], &[1, 5]);
         tokio::time::sleep(Duration::from_millis(250)).await; // the server's interval, scaled down
     }
     assert!(client.is_connected());
     // ...silence does not.
-    let e = wait_event(&mut events, "Disconnected", |e| matches!(e, RelayEvent::Disconnected { .. })).await;
-    assert!(matches!(e, RelayEvent::Disconnected { reason: DisconnectReason::HealthCheckTimeout, .. }), "{e:?}");
+    let e = wait_event(&mut events, "Disconnected", |e| {
+        matches!(e, RelayEvent::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            e,
+            RelayEvent::Disconnected {
+                reason: DisconnectReason::HealthCheckTimeout,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(!client.is_connected());
 }
 
@@ -191,14 +296,35 @@ async fn the_relays_close_message_ends_the_connection_and_its_paths() {
     let (sink, _rx) = mpsc::channel(8);
     let script = async {
         next_binary(&mut ws).await;
-        ws.send(Message::Binary(encode_peer_list(PeerListKind::Online, &[PeerId::of(&remote)]).remove(0))).await.unwrap();
+        ws.send(Message::Binary(
+            encode_peer_list(PeerListKind::Online, &[PeerId::of(&remote)]).remove(0),
+        ))
+        .await
+        .unwrap();
     };
     let (path, ()) = tokio::join!(client.open_peer(remote, sink, PathId(3)), script);
     let path = path.unwrap();
-    ws.send(Message::Binary(Bytes::from_static(&[1, 4]))).await.unwrap();
-    wait_event(&mut events, "PathClosed", |e| matches!(e, RelayEvent::PathClosed { id: PathId(3), .. })).await;
-    let e = wait_event(&mut events, "Disconnected", |e| matches!(e, RelayEvent::Disconnected { .. })).await;
-    assert!(matches!(e, RelayEvent::Disconnected { reason: DisconnectReason::ServerClose, .. }), "{e:?}");
+    ws.send(Message::Binary(Bytes::from_static(&[1, 4])))
+        .await
+        .unwrap();
+    wait_event(&mut events, "PathClosed", |e| {
+        matches!(e, RelayEvent::PathClosed { id: PathId(3), .. })
+    })
+    .await;
+    let e = wait_event(&mut events, "Disconnected", |e| {
+        matches!(e, RelayEvent::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            e,
+            RelayEvent::Disconnected {
+                reason: DisconnectReason::ServerClose,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(path.is_closed());
     wait_until("client sees the end", || !client.is_connected()).await;
 }

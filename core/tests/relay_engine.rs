@@ -1,5 +1,6 @@
 //! The Path contract end to end: two real engines, no UDP endpoints, WireGuard over NetBird's
 //! relay server. An IP packet written to one tun comes out of the other.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
 mod relay_support;
 
@@ -32,28 +33,46 @@ fn node(key: PrivateKey, n: u8, peer: &PrivateKey, peer_n: u8) -> Node {
     let (engine_end, os_end) = packet_socketpair().unwrap();
     let tun = Tun::from_fd(engine_end, Framing::RawIp, FdOwnership::Owned).unwrap();
     let os = Tun::from_fd(os_end, Framing::RawIp, FdOwnership::Owned).unwrap();
-    let options = EngineOptions { listen_ip: "127.0.0.1".parse().unwrap(), ..Default::default() };
+    let options = EngineOptions {
+        listen_ip: "127.0.0.1".parse().unwrap(),
+        ..Default::default()
+    };
     let engine = Engine::start(spec.validate().unwrap(), tun, options).unwrap();
-    Node { engine, os, key, ip: Ipv4Addr::new(10, 77, 0, n) }
+    Node {
+        engine,
+        os,
+        key,
+        ip: Ipv4Addr::new(10, 77, 0, n),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ip_packet_crosses_wireguard_over_the_real_relay_both_ways() {
     init_tracing();
-    let Some(relay) = NbRelay::start("engine_over_relay") else { return };
+    let Some(relay) = NbRelay::start("engine_over_relay") else {
+        return;
+    };
     let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
     let a = node(ka.clone(), 1, &kb, 2);
     let b = node(kb.clone(), 2, &ka, 1);
-    let ra = RelayClient::connect(&relay.url(), ClientOptions::new(a.key.public_key(), token())).await.unwrap();
-    let rb = RelayClient::connect(&relay.url(), ClientOptions::new(b.key.public_key(), token())).await.unwrap();
+    let ra = RelayClient::connect(&relay.url(), ClientOptions::new(a.key.public_key(), token()))
+        .await
+        .unwrap();
+    let rb = RelayClient::connect(&relay.url(), ClientOptions::new(b.key.public_key(), token()))
+        .await
+        .unwrap();
     let (ida, idb) = (a.engine.new_path_id(), b.engine.new_path_id());
     let (pa, pb) = tokio::join!(
         ra.open_peer(b.key.public_key(), a.engine.inbound(), ida),
         rb.open_peer(a.key.public_key(), b.engine.inbound(), idb)
     );
     let mut events = a.engine.subscribe();
-    a.engine.attach_path(&b.key.public_key(), ida, pa.unwrap()).unwrap();
-    b.engine.attach_path(&a.key.public_key(), idb, pb.unwrap()).unwrap();
+    a.engine
+        .attach_path(&b.key.public_key(), ida, pa.unwrap())
+        .unwrap();
+    b.engine
+        .attach_path(&a.key.public_key(), idb, pb.unwrap())
+        .unwrap();
     let changed = tokio::time::timeout(WAIT, async {
         loop {
             if let Ok(Event::PathChanged { kind, remote, .. }) = events.recv().await {
@@ -75,14 +94,22 @@ async fn an_ip_packet_crosses_wireguard_over_the_real_relay_both_ways() {
     let status = a.engine.status();
     let peer = &status.peers[0];
     assert_eq!(peer.active_path, Some(PathKind::Relay), "{peer:#?}");
-    assert!(ra.counters().transport_out >= 2, "handshake and data went through the relay: {:?}", ra.counters());
+    assert!(
+        ra.counters().transport_out >= 2,
+        "handshake and data went through the relay: {:?}",
+        ra.counters()
+    );
     a.engine.stop().await;
     b.engine.stop().await;
 }
 
 async fn recv(tun: &Tun) -> Vec<u8> {
     let mut buf = vec![0u8; 2048];
-    let got = tokio::time::timeout(WAIT, tun.recv(&mut buf)).await.expect("packet within WAIT").unwrap().unwrap();
+    let got = tokio::time::timeout(WAIT, tun.recv(&mut buf))
+        .await
+        .expect("packet within WAIT")
+        .unwrap()
+        .unwrap();
     got.to_vec()
 }
 
@@ -90,7 +117,20 @@ async fn recv(tun: &Tun) -> Vec<u8> {
 fn udp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let total = 20 + 8 + payload.len();
     let mut p = Vec::with_capacity(total);
-    p.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    p.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ]);
     p.extend_from_slice(&src.octets());
     p.extend_from_slice(&dst.octets());
     let sum = checksum(&p);
@@ -105,7 +145,10 @@ fn udp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) ->
 }
 
 fn checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }

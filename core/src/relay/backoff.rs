@@ -61,7 +61,11 @@ pub struct Reconnect {
 impl Reconnect {
     /// A first attempt is due at `now`.
     pub fn new(policy: BackoffPolicy, now: Instant) -> Self {
-        Self { policy, failures: 0, next: Some((now, Targets::All)) }
+        Self {
+            policy,
+            failures: 0,
+            next: Some((now, Targets::All)),
+        }
     }
 
     pub fn failures(&self) -> u32 {
@@ -117,8 +121,16 @@ impl Reconnect {
         let exp = failures.saturating_sub(1).min(32);
         let factor = p.multiplier.max(1).saturating_pow(exp);
         let base = p.initial.saturating_mul(factor).min(p.max);
-        let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.5 };
-        let jitter = if p.jitter.is_finite() { p.jitter.clamp(0.0, 1.0) } else { 0.0 };
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        let jitter = if p.jitter.is_finite() {
+            p.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let scale = 1.0 + jitter * (2.0 * unit - 1.0);
         base.mul_f64(scale).min(p.max)
     }
@@ -138,7 +150,11 @@ mod tests {
     fn first_attempt_is_due_at_once() {
         let mut r = Reconnect::new(BackoffPolicy::default(), t(0));
         assert_eq!(r.take_due(t(0)), Some(Targets::All));
-        assert_eq!(r.take_due(t(0)), None, "nothing else is due while the attempt runs");
+        assert_eq!(
+            r.take_due(t(0)),
+            None,
+            "nothing else is due while the attempt runs"
+        );
         assert_eq!(r.poll_timeout(), None);
     }
 
@@ -162,7 +178,11 @@ mod tests {
         let r = Reconnect::new(BackoffPolicy::default(), t(0));
         assert_eq!(r.delay(1, 0.0), Duration::from_secs(1));
         assert_eq!(r.delay(1, 0.999_999).as_millis(), 2999);
-        assert_eq!(r.delay(7, 0.999_999), Duration::from_secs(60), "the cap holds after jitter");
+        assert_eq!(
+            r.delay(7, 0.999_999),
+            Duration::from_secs(60),
+            "the cap holds after jitter"
+        );
     }
 
     #[test]
@@ -190,7 +210,11 @@ mod tests {
         r.kick(t(100));
         assert_eq!(r.take_due(t(100)), Some(Targets::All));
         r.on_failed(t(100), MID);
-        assert_eq!(r.poll_timeout(), Some(t(100) + Duration::from_secs(32)), "fifth failure: 32 s");
+        assert_eq!(
+            r.poll_timeout(),
+            Some(t(100) + Duration::from_secs(32)),
+            "fifth failure: 32 s"
+        );
     }
 
     #[test]

@@ -88,17 +88,35 @@ impl RelayClient {
     /// Connects to `server` and authenticates. Must be called inside a tokio runtime.
     pub async fn connect(server: &RelayUrl, options: ClientOptions) -> Result<RelayClient, RelayError> {
         let own = PeerId::of(&options.own_key);
-        let authed = transport::connect(server, &own, &options.token, &options.sockets, options.tls.clone()).await?;
-        let (conn, control_rx, data_rx) =
-            Conn::new(server.clone(), authed.instance_url, options.counters.clone(), options.events.clone());
+        let authed = transport::connect(
+            server,
+            &own,
+            &options.token,
+            &options.sockets,
+            options.tls.clone(),
+        )
+        .await?;
+        let (conn, control_rx, data_rx) = Conn::new(
+            server.clone(),
+            authed.instance_url,
+            options.counters.clone(),
+            options.events.clone(),
+        );
         let (sink, stream) = authed.ws.split();
         let tasks = vec![
             tokio::spawn(read_loop(conn.clone(), stream, options.health_timeout)),
             tokio::spawn(write_loop(conn.clone(), sink, control_rx, data_rx)),
         ];
         tracing::info!(%server, instance = %conn.instance_url, key = %options.own_key, "relay connected");
-        conn.emit(RelayEvent::Connected { server: server.to_string(), instance_url: conn.instance_url.clone() });
-        Ok(RelayClient { conn, open_timeout: options.open_timeout, tasks: parking_lot::Mutex::new(tasks) })
+        conn.emit(RelayEvent::Connected {
+            server: server.to_string(),
+            instance_url: conn.instance_url.clone(),
+        });
+        Ok(RelayClient {
+            conn,
+            open_timeout: options.open_timeout,
+            tasks: parking_lot::Mutex::new(tasks),
+        })
     }
 
     /// The address this connection dialled.
@@ -152,23 +170,53 @@ impl RelayClient {
         let opening = match self.conn.register(peer, id, sink, Instant::now()) {
             Ok(o) => o,
             Err(RegisterError::Ended) => return Err(RelayError::Disconnected { server: server() }),
-            Err(RegisterError::AlreadyOpen) => return Err(RelayError::PeerAlreadyOpen { server: server(), peer }),
+            Err(RegisterError::AlreadyOpen) => {
+                return Err(RelayError::PeerAlreadyOpen {
+                    server: server(),
+                    peer,
+                })
+            }
         };
         // Until the peer is online, dropping this future or failing releases the slot.
-        let pending = PendingOpen { conn: &self.conn, peer, id, armed: true };
+        let pending = PendingOpen {
+            conn: &self.conn,
+            peer,
+            id,
+            armed: true,
+        };
         for msg in encode_peer_list(PeerListKind::Subscribe, &[PeerId::of(&peer)]) {
-            self.conn.control_tx.send(msg).await.map_err(|_| RelayError::Disconnected { server: server() })?;
+            self.conn
+                .control_tx
+                .send(msg)
+                .await
+                .map_err(|_| RelayError::Disconnected { server: server() })?;
         }
         tracing::debug!(server = %self.conn.server, %peer, path = id.0, "waiting for peer to come online");
         match tokio::time::timeout(self.open_timeout, opening.online).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) if self.conn.is_ended() => return Err(RelayError::Disconnected { server: server() }),
-            Ok(Err(_)) => return Err(RelayError::PeerWentOffline { server: server(), peer }),
-            Err(_) => return Err(RelayError::PeerNotOnline { server: server(), peer, waited: self.open_timeout }),
+            Ok(Err(_)) => {
+                return Err(RelayError::PeerWentOffline {
+                    server: server(),
+                    peer,
+                })
+            }
+            Err(_) => {
+                return Err(RelayError::PeerNotOnline {
+                    server: server(),
+                    peer,
+                    waited: self.open_timeout,
+                })
+            }
         }
         pending.disarm();
         tracing::info!(server = %self.conn.server, %peer, path = id.0, "relay path open");
-        Ok(Arc::new(RelayPath::new(peer, id, self.conn.clone(), opening.state)))
+        Ok(Arc::new(RelayPath::new(
+            peer,
+            id,
+            self.conn.clone(),
+            opening.state,
+        )))
     }
 
     /// Ends the connection now (the relay gets its Close message on the way out); every path

@@ -11,10 +11,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 use super::counters::RelayCounters;
 use super::events::{DisconnectReason, PathCloseReason, RelayEvent};
-use super::held::{Hold, HeldPackets};
+use super::held::{HeldPackets, Hold};
 use super::messages::{
-    decode_server, encode_health_check, encode_peer_list, encode_transport_into, EncodeError, PeerId, PeerIds,
-    PeerListKind, ServerMessage,
+    decode_server, encode_health_check, encode_peer_list, encode_transport_into, EncodeError, PeerId,
+    PeerIds, PeerListKind, ServerMessage,
 };
 use super::url::RelayUrl;
 use crate::clock::Instant;
@@ -163,13 +163,29 @@ impl Conn {
         }
         if let Some(datagram) = peers.held.take(&dest, now) {
             self.counters.held_delivered();
-            if sink.try_send(Inbound { peer: key, path: id, datagram }).is_err() {
+            if sink
+                .try_send(Inbound {
+                    peer: key,
+                    path: id,
+                    datagram,
+                })
+                .is_err()
+            {
                 self.counters.inbound_dropped();
             }
         }
         let (online_tx, online) = oneshot::channel();
         let state = Arc::new(PathState::default());
-        peers.slots.insert(dest, Slot { key, id, sink, online: Some(online_tx), state: state.clone() });
+        peers.slots.insert(
+            dest,
+            Slot {
+                key,
+                id,
+                sink,
+                online: Some(online_tx),
+                state: state.clone(),
+            },
+        );
         Ok(Opening { online, state })
     }
 
@@ -254,7 +270,11 @@ impl Conn {
         self.counters.transport_in(payload.len());
         let mut peers = self.peers.lock();
         if let Some(slot) = peers.slots.get(&from) {
-            let inbound = Inbound { peer: slot.key, path: slot.id, datagram: msg.slice_ref(payload) };
+            let inbound = Inbound {
+                peer: slot.key,
+                path: slot.id,
+                datagram: msg.slice_ref(payload),
+            };
             if slot.sink.try_send(inbound).is_err() {
                 self.counters.inbound_dropped();
             }
@@ -270,7 +290,9 @@ impl Conn {
     fn on_peers_online(&self, ids: PeerIds<'_>) {
         let mut peers = self.peers.lock();
         for id in ids.iter() {
-            let Some(slot) = peers.slots.get_mut(&id) else { continue };
+            let Some(slot) = peers.slots.get_mut(&id) else {
+                continue;
+            };
             if let Some(waiter) = slot.online.take() {
                 let _ = waiter.send(());
             }
@@ -280,7 +302,9 @@ impl Conn {
     fn on_peers_offline(&self, ids: PeerIds<'_>) {
         let gone: Vec<(PeerId, Slot)> = {
             let mut peers = self.peers.lock();
-            ids.iter().filter_map(|id| peers.slots.remove(&id).map(|s| (id, s))).collect()
+            ids.iter()
+                .filter_map(|id| peers.slots.remove(&id).map(|s| (id, s)))
+                .collect()
         };
         if gone.is_empty() {
             return;
@@ -291,7 +315,10 @@ impl Conn {
             tracing::info!(server = %self.server, peer = %slot.key, "relay reports peer offline");
             let was_open = slot.online.is_none();
             slot.state.close();
-            self.emit(RelayEvent::PeerOffline { server: self.server.to_string(), peer: slot.key });
+            self.emit(RelayEvent::PeerOffline {
+                server: self.server.to_string(),
+                peer: slot.key,
+            });
             if was_open {
                 self.emit_path_closed(slot.key, slot.id, PathCloseReason::PeerOffline);
             }
@@ -324,12 +351,20 @@ impl Conn {
             }
         }
         tracing::info!(server = %self.server, %reason, "relay connection ended");
-        self.emit(RelayEvent::Disconnected { server: self.server.to_string(), reason });
+        self.emit(RelayEvent::Disconnected {
+            server: self.server.to_string(),
+            reason,
+        });
     }
 
     pub fn emit_path_closed(&self, peer: PublicKey, id: PathId, reason: PathCloseReason) {
         tracing::debug!(server = %self.server, %peer, path = id.0, ?reason, "relay path closed");
-        self.emit(RelayEvent::PathClosed { server: self.server.to_string(), peer, id, reason });
+        self.emit(RelayEvent::PathClosed {
+            server: self.server.to_string(),
+            peer,
+            id,
+            reason,
+        });
     }
 
     pub fn emit(&self, event: RelayEvent) {
@@ -361,9 +396,18 @@ mod tests {
 
     fn fixture() -> Fixture {
         let (events_tx, events) = broadcast::channel(64);
-        let (conn, control, data) =
-            Conn::new("rel://127.0.0.1:1".parse().unwrap(), "rel://x:1".into(), Default::default(), events_tx);
-        Fixture { conn, control, _data: data, events }
+        let (conn, control, data) = Conn::new(
+            "rel://127.0.0.1:1".parse().unwrap(),
+            "rel://x:1".into(),
+            Default::default(),
+            events_tx,
+        );
+        Fixture {
+            conn,
+            control,
+            _data: data,
+            events,
+        }
     }
 
     fn key(n: u8) -> PublicKey {
@@ -395,7 +439,10 @@ mod tests {
         assert!(opening.online.try_recv().is_ok());
         f.conn.on_message(&from(1, b"wg"), t(1));
         let got = rx.try_recv().unwrap();
-        assert_eq!((got.peer, got.path, &got.datagram[..]), (key(1), PathId(7), &b"wg"[..]));
+        assert_eq!(
+            (got.peer, got.path, &got.datagram[..]),
+            (key(1), PathId(7), &b"wg"[..])
+        );
     }
 
     #[test]
@@ -442,10 +489,24 @@ mod tests {
         }
         let c = f.conn.counters.snapshot();
         assert_eq!(
-            (c.truncated, c.bad_version, c.retired_type, c.unknown_type, c.short_transport),
+            (
+                c.truncated,
+                c.bad_version,
+                c.retired_type,
+                c.unknown_type,
+                c.short_transport
+            ),
             (1, 1, 1, 1, 1)
         );
-        assert_eq!((c.wrong_direction, c.partial_peer_id, c.oversize, c.refused_input()), (1, 1, 1, 8));
+        assert_eq!(
+            (
+                c.wrong_direction,
+                c.partial_peer_id,
+                c.oversize,
+                c.refused_input()
+            ),
+            (1, 1, 1, 8)
+        );
         assert!(rx.try_recv().is_err());
         assert_eq!(f.conn.peer_count(), 1);
         f.conn.on_message(&from(1, b"still works"), t(0));
@@ -455,7 +516,10 @@ mod tests {
     #[test]
     fn close_message_ends_the_connection() {
         let f = fixture();
-        assert_eq!(f.conn.on_message(&Bytes::from_static(&[1, 4]), t(0)), Some(DisconnectReason::ServerClose));
+        assert_eq!(
+            f.conn.on_message(&Bytes::from_static(&[1, 4]), t(0)),
+            Some(DisconnectReason::ServerClose)
+        );
     }
 
     #[test]
@@ -470,10 +534,16 @@ mod tests {
         let unsub = f.control.try_recv().unwrap();
         assert_eq!(unsub[1], 9);
         assert_eq!(&unsub[2..], PeerId::of(&key(3)).as_bytes());
-        assert!(matches!(f.events.try_recv().unwrap(), RelayEvent::PeerOffline { peer, .. } if peer == key(3)));
+        assert!(
+            matches!(f.events.try_recv().unwrap(), RelayEvent::PeerOffline { peer, .. } if peer == key(3))
+        );
         assert!(matches!(
             f.events.try_recv().unwrap(),
-            RelayEvent::PathClosed { id: PathId(9), reason: PathCloseReason::PeerOffline, .. }
+            RelayEvent::PathClosed {
+                id: PathId(9),
+                reason: PathCloseReason::PeerOffline,
+                ..
+            }
         ));
     }
 
@@ -484,7 +554,10 @@ mod tests {
         let mut opening = f.conn.register(key(3), PathId(9), sink, t(0)).ok().unwrap();
         f.conn.on_message(&offline(3), t(1));
         assert!(opening.online.try_recv().is_err());
-        assert!(matches!(f.events.try_recv().unwrap(), RelayEvent::PeerOffline { .. }));
+        assert!(matches!(
+            f.events.try_recv().unwrap(),
+            RelayEvent::PeerOffline { .. }
+        ));
         assert!(f.events.try_recv().is_err());
     }
 
@@ -492,19 +565,32 @@ mod tests {
     fn end_closes_every_path_once_and_refuses_new_ones() {
         let mut f = fixture();
         let (sink, _rx) = mpsc::channel(8);
-        let a = f.conn.register(key(1), PathId(1), sink.clone(), t(0)).ok().unwrap();
+        let a = f
+            .conn
+            .register(key(1), PathId(1), sink.clone(), t(0))
+            .ok()
+            .unwrap();
         f.conn.on_message(&online(1), t(0));
         f.conn.end(DisconnectReason::HealthCheckTimeout);
         f.conn.end(DisconnectReason::ClosedLocally);
         assert!(a.state.is_closed());
         assert_eq!(f.conn.end_reason(), Some(DisconnectReason::HealthCheckTimeout));
-        assert!(matches!(f.events.try_recv().unwrap(), RelayEvent::PathClosed { id: PathId(1), .. }));
         assert!(matches!(
             f.events.try_recv().unwrap(),
-            RelayEvent::Disconnected { reason: DisconnectReason::HealthCheckTimeout, .. }
+            RelayEvent::PathClosed { id: PathId(1), .. }
+        ));
+        assert!(matches!(
+            f.events.try_recv().unwrap(),
+            RelayEvent::Disconnected {
+                reason: DisconnectReason::HealthCheckTimeout,
+                ..
+            }
         ));
         assert!(f.events.try_recv().is_err());
-        assert!(matches!(f.conn.register(key(2), PathId(2), sink, t(0)), Err(RegisterError::Ended)));
+        assert!(matches!(
+            f.conn.register(key(2), PathId(2), sink, t(0)),
+            Err(RegisterError::Ended)
+        ));
     }
 
     #[test]
@@ -520,8 +606,12 @@ mod tests {
     #[test]
     fn queued_transport_carries_the_destination_id() {
         let (events_tx, _) = broadcast::channel(4);
-        let (conn, _control, mut data) =
-            Conn::new("rel://127.0.0.1:1".parse().unwrap(), "rel://x:1".into(), Default::default(), events_tx);
+        let (conn, _control, mut data) = Conn::new(
+            "rel://127.0.0.1:1".parse().unwrap(),
+            "rel://x:1".into(),
+            Default::default(),
+            events_tx,
+        );
         let dest = PeerId::of(&key(5));
         for n in 0..3u8 {
             conn.queue_transport(&dest, &[n; 100]).unwrap();

@@ -17,7 +17,10 @@ mod tests {
     #[test]
     fn exactly_one_of_two_peers_controls() {
         for _ in 0..64 {
-            let (a, b) = (PrivateKey::generate().public_key(), PrivateKey::generate().public_key());
+            let (a, b) = (
+                PrivateKey::generate().public_key(),
+                PrivateKey::generate().public_key(),
+            );
             assert_ne!(is_controller(&a, &b), is_controller(&b, &a));
         }
     }

@@ -17,17 +17,27 @@ pub enum RelayError {
     Encode(#[from] EncodeError),
     #[error("relay {server}: resolving the host: {detail}")]
     Resolve { server: String, detail: String },
-    #[error("relay {server}: the platform refused to protect the socket from the VPN (routing loop otherwise)")]
+    #[error(
+        "relay {server}: the platform refused to protect the socket from the VPN (routing loop otherwise)"
+    )]
     ProtectRefused { server: String },
     #[error("relay {server}: connecting: {detail}")]
     Connect { server: String, detail: String },
     #[error("relay {server}: WebSocket handshake: {detail}")]
     WebSocket { server: String, detail: String },
     #[error("relay {server}: no {stage} within {after:?}")]
-    Timeout { server: String, stage: &'static str, after: Duration },
-    #[error("relay {server} refused our token, which expired at unix time {expired_at}: supply a fresh token")]
+    Timeout {
+        server: String,
+        stage: &'static str,
+        after: Duration,
+    },
+    #[error(
+        "relay {server} refused our token, which expired at unix time {expired_at}: supply a fresh token"
+    )]
     TokenExpired { server: String, expired_at: u64 },
-    #[error("relay {server} refused our token: it is not signed with this relay's secret; supply a token for it")]
+    #[error(
+        "relay {server} refused our token: it is not signed with this relay's secret; supply a token for it"
+    )]
     AuthRejected { server: String },
     #[error("relay {server} broke the protocol during the handshake: {detail}")]
     Handshake { server: String, detail: String },
@@ -36,7 +46,11 @@ pub enum RelayError {
     #[error("relay {server}: peer {peer} already has a path here; close it first")]
     PeerAlreadyOpen { server: String, peer: PublicKey },
     #[error("relay {server}: peer {peer} did not come online within {waited:?}")]
-    PeerNotOnline { server: String, peer: PublicKey, waited: Duration },
+    PeerNotOnline {
+        server: String,
+        peer: PublicKey,
+        waited: Duration,
+    },
     #[error("relay {server}: peer {peer} went offline")]
     PeerWentOffline { server: String, peer: PublicKey },
     #[error("no relay server is configured")]
@@ -50,6 +64,9 @@ pub enum RelayError {
 impl RelayError {
     /// Whether retrying with the same token can help: not after the relay refused the token.
     pub fn is_auth(&self) -> bool {
-        matches!(self, RelayError::TokenExpired { .. } | RelayError::AuthRejected { .. })
+        matches!(
+            self,
+            RelayError::TokenExpired { .. } | RelayError::AuthRejected { .. }
+        )
     }
 }

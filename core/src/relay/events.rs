@@ -16,11 +16,19 @@ pub enum RelayEvent {
     /// Authenticated to `server`; peers reach us there as `instance_url`.
     Connected { server: String, instance_url: String },
     /// The connection to `server` ended; every path on it closed before this event.
-    Disconnected { server: String, reason: DisconnectReason },
+    Disconnected {
+        server: String,
+        reason: DisconnectReason,
+    },
     /// The relay reported `peer` offline; its path (if any) closed.
     PeerOffline { server: String, peer: PublicKey },
     /// A path stopped carrying traffic.
-    PathClosed { server: String, peer: PublicKey, id: PathId, reason: PathCloseReason },
+    PathClosed {
+        server: String,
+        peer: PublicKey,
+        id: PathId,
+        reason: PathCloseReason,
+    },
 }
 
 /// Why a relay connection ended.

@@ -21,7 +21,10 @@ pub struct HealthWatch {
 impl HealthWatch {
     /// A connection that was just established at `now`.
     pub fn new(now: Instant, timeout: Duration) -> Self {
-        Self { last_heard: now, timeout }
+        Self {
+            last_heard: now,
+            timeout,
+        }
     }
 
     /// Something arrived from the server.

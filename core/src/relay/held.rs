@@ -56,11 +56,18 @@ impl HeldPackets {
             return Hold::Refused;
         }
         self.bytes += payload.len();
-        self.by_peer.insert(peer, Entry { at: now, payload: Bytes::copy_from_slice(payload) });
+        self.by_peer.insert(
+            peer,
+            Entry {
+                at: now,
+                payload: Bytes::copy_from_slice(payload),
+            },
+        );
         self.order.push_back((now, peer));
         if self.order.len() > 2 * HOLD_MAX_PEERS {
             let by_peer = &self.by_peer;
-            self.order.retain(|(at, p)| by_peer.get(p).is_some_and(|e| e.at == *at));
+            self.order
+                .retain(|(at, p)| by_peer.get(p).is_some_and(|e| e.at == *at));
         }
         if replaced {
             Hold::Replaced

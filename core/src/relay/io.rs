@@ -59,14 +59,27 @@ pub(super) async fn read_loop(conn: Arc<Conn>, mut stream: SplitStream<WsStream>
                 conn.counters.not_binary();
             }
             Some(Ok(Message::Close(frame))) => {
-                let detail = frame.map_or_else(|| "WebSocket closed".to_owned(), |f| format!("WebSocket closed: {f}"));
+                let detail = frame.map_or_else(
+                    || "WebSocket closed".to_owned(),
+                    |f| format!("WebSocket closed: {f}"),
+                );
                 break DisconnectReason::ConnectionLost { detail };
             }
             Some(Err(e)) if is_closed(&e) => {
-                break DisconnectReason::ConnectionLost { detail: format!("closed by the relay: {e}") }
+                break DisconnectReason::ConnectionLost {
+                    detail: format!("closed by the relay: {e}"),
+                }
             }
-            Some(Err(e)) => break DisconnectReason::ConnectionLost { detail: e.to_string() },
-            None => break DisconnectReason::ConnectionLost { detail: "closed by the relay".into() },
+            Some(Err(e)) => {
+                break DisconnectReason::ConnectionLost {
+                    detail: e.to_string(),
+                }
+            }
+            None => {
+                break DisconnectReason::ConnectionLost {
+                    detail: "closed by the relay".into(),
+                }
+            }
         }
     };
     conn.end(reason);
@@ -107,7 +120,9 @@ pub(super) async fn write_loop(
         r = work => r,
     };
     if let Err(e) = result {
-        conn.end(DisconnectReason::ConnectionLost { detail: format!("sending: {e}") });
+        conn.end(DisconnectReason::ConnectionLost {
+            detail: format!("sending: {e}"),
+        });
     }
     if conn.end_reason() == Some(DisconnectReason::ClosedLocally) {
         let farewell = async {

@@ -17,8 +17,8 @@ use super::backoff::{BackoffPolicy, Reconnect, Targets};
 use super::client::{ClientOptions, RelayClient, OPEN_TIMEOUT};
 use super::counters::{RelayCounters, RelayCountersSnapshot};
 use super::error::RelayError;
-use super::health::HEALTH_TIMEOUT;
 use super::events::{DisconnectReason, RelayEvent, RelayState, RELAY_EVENT_CAPACITY};
+use super::health::HEALTH_TIMEOUT;
 use super::path::RelayPath;
 use super::token::RelayToken;
 use super::url::RelayUrl;
@@ -105,7 +105,11 @@ impl RelayManager {
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let supervisor = Supervisor::new(shared.clone(), commands_rx);
         let task = tokio::spawn(supervisor.run());
-        RelayManager { shared, commands, task: Some(task) }
+        RelayManager {
+            shared,
+            commands,
+            task: Some(task),
+        }
     }
 
     /// The home relay's state from now on.
@@ -137,7 +141,10 @@ impl RelayManager {
         let foreign = self.shared.foreign.lock();
         let mut v: Vec<String> = foreign
             .iter()
-            .filter(|(_, slot)| slot.try_lock().is_ok_and(|c| c.as_ref().is_some_and(|c| c.is_connected())))
+            .filter(|(_, slot)| {
+                slot.try_lock()
+                    .is_ok_and(|c| c.as_ref().is_some_and(|c| c.is_connected()))
+            })
             .map(|(url, _)| url.clone())
             .collect();
         v.sort();
@@ -184,7 +191,13 @@ impl RelayManager {
 
     async fn foreign(&self, url: &str) -> Result<Arc<RelayClient>, RelayError> {
         let parsed: RelayUrl = url.parse()?;
-        let slot = self.shared.foreign.lock().entry(url.to_owned()).or_default().clone();
+        let slot = self
+            .shared
+            .foreign
+            .lock()
+            .entry(url.to_owned())
+            .or_default()
+            .clone();
         let mut guard = slot.lock().await;
         if let Some(c) = guard.as_ref().filter(|c| c.is_connected()) {
             return Ok(c.clone());
@@ -336,7 +349,9 @@ impl Supervisor {
         if self.attempt.is_some() {
             return;
         }
-        let Some(targets) = self.reconnect.take_due(now) else { return };
+        let Some(targets) = self.reconnect.take_due(now) else {
+            return;
+        };
         let all = self.shared.config.lock().servers.clone();
         let servers = match (targets, &self.previous) {
             (Targets::Previous, Some(prev)) if all.contains(prev) => vec![prev.clone()],
@@ -359,7 +374,10 @@ impl Supervisor {
         let url = foreign.iter().find_map(|(url, slot)| {
             let guard = slot.try_lock().ok()?;
             let client = guard.as_ref().filter(|c| c.is_connected())?;
-            servers.iter().any(|s| is_same_relay(client, s.as_str())).then(|| url.clone())
+            servers
+                .iter()
+                .any(|s| is_same_relay(client, s.as_str()))
+                .then(|| url.clone())
         })?;
         let slot = foreign.remove(&url)?;
         self.idle_since.remove(&url);
@@ -381,7 +399,11 @@ impl Supervisor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let reconnect = if self.attempt.is_none() { self.reconnect.poll_timeout() } else { None };
+        let reconnect = if self.attempt.is_none() {
+            self.reconnect.poll_timeout()
+        } else {
+            None
+        };
         let linger = self.shared.config.lock().foreign_linger;
         let foreign = self.idle_since.values().map(|&since| since + linger).min();
         [reconnect, foreign].into_iter().flatten().min()
@@ -421,7 +443,10 @@ impl Supervisor {
             Err(error) => {
                 self.reconnect.on_failed(now, rand::random::<f64>());
                 let failures = self.reconnect.failures();
-                let retry_in = self.reconnect.poll_timeout().map(|at| at.saturating_duration_since(now));
+                let retry_in = self
+                    .reconnect
+                    .poll_timeout()
+                    .map(|at| at.saturating_duration_since(now));
                 tracing::warn!(%error, failures, ?retry_in, "home relay attempt failed");
                 self.set_state(RelayState::Failed { error, failures });
             }
@@ -438,7 +463,9 @@ impl Supervisor {
             }
         };
         let Some(lost) = lost else { return };
-        let reason = lost.disconnect_reason().unwrap_or(DisconnectReason::ClosedLocally);
+        let reason = lost
+            .disconnect_reason()
+            .unwrap_or(DisconnectReason::ClosedLocally);
         tracing::warn!(server = %lost.server(), %reason, "home relay lost; reconnecting");
         self.set_state(RelayState::Reconnecting);
         match reason {
@@ -459,7 +486,9 @@ impl Supervisor {
         let idle_since = &mut self.idle_since;
         foreign.retain(|url, slot| {
             // A slot being connected right now is locked: leave it alone.
-            let Ok(mut guard) = slot.try_lock() else { return true };
+            let Ok(mut guard) = slot.try_lock() else {
+                return true;
+            };
             let Some(client) = guard.as_ref() else {
                 idle_since.remove(url);
                 return false;
@@ -490,8 +519,12 @@ impl Supervisor {
     }
 }
 
-async fn attempt_result(attempt: &mut Option<JoinHandle<Result<RelayClient, RelayError>>>) -> Result<RelayClient, RelayError> {
-    let Some(handle) = attempt.as_mut() else { return std::future::pending().await };
+async fn attempt_result(
+    attempt: &mut Option<JoinHandle<Result<RelayClient, RelayError>>>,
+) -> Result<RelayClient, RelayError> {
+    let Some(handle) = attempt.as_mut() else {
+        return std::future::pending().await;
+    };
     match handle.await {
         Ok(r) => r,
         Err(_) => Err(RelayError::Stopped),
@@ -504,8 +537,10 @@ async fn pick_home(servers: Vec<RelayUrl>, options: ClientOptions) -> Result<Rel
     if servers.is_empty() {
         return Err(RelayError::NoServers);
     }
-    let mut attempts: FuturesUnordered<_> =
-        servers.iter().map(|url| RelayClient::connect(url, options.clone())).collect();
+    let mut attempts: FuturesUnordered<_> = servers
+        .iter()
+        .map(|url| RelayClient::connect(url, options.clone()))
+        .collect();
     let mut worst: Option<RelayError> = None;
     while let Some(result) = attempts.next().await {
         match result {
@@ -528,10 +563,24 @@ mod tests {
     #[tokio::test]
     async fn no_servers_is_a_typed_failure_without_a_storm() {
         let key = crate::keys::PrivateKey::generate().public_key();
-        let m = RelayManager::start(RelayManagerConfig::new(key, vec![], RelayToken::mint("s", 1_900_000_000)));
+        let m = RelayManager::start(RelayManagerConfig::new(
+            key,
+            vec![],
+            RelayToken::mint("s", 1_900_000_000),
+        ));
         let mut state = m.state();
-        let s = state.wait_for(|s| matches!(s, RelayState::Failed { .. })).await.unwrap().clone();
-        assert_eq!(s, RelayState::Failed { error: RelayError::NoServers, failures: 1 });
+        let s = state
+            .wait_for(|s| matches!(s, RelayState::Failed { .. }))
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(
+            s,
+            RelayState::Failed {
+                error: RelayError::NoServers,
+                failures: 1
+            }
+        );
         m.stop().await;
     }
 }

@@ -51,7 +51,10 @@ pub const AUTH_HEADER_LEN: usize = HEADER_LEN + AUTH_MAGIC.len() + PEER_ID_LEN;
 /// The longest token an Auth message can carry.
 pub const MAX_TOKEN_LEN: usize = MAX_AUTH_MESSAGE - AUTH_HEADER_LEN;
 
-const _: () = assert!(MAX_IDS_PER_MESSAGE == 244, "NetBird's listener queue and docs say 244");
+const _: () = assert!(
+    MAX_IDS_PER_MESSAGE == 244,
+    "NetBird's listener queue and docs say 244"
+);
 const _: () = assert!(MAX_TOKEN_LEN == 170);
 const _: () = assert!(MAX_TRANSPORT_PAYLOAD == 8782);
 
@@ -220,10 +223,15 @@ impl fmt::Debug for PeerIds<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerMessage<'a> {
     /// Data from peer `from` (the server wrote the sender's id over our destination id).
-    Transport { from: PeerId, payload: &'a [u8] },
+    Transport {
+        from: PeerId,
+        payload: &'a [u8],
+    },
     Close,
     HealthCheck,
-    AuthResponse { instance_url: &'a str },
+    AuthResponse {
+        instance_url: &'a str,
+    },
     PeersOnline(PeerIds<'a>),
     PeersWentOffline(PeerIds<'a>),
 }
@@ -232,10 +240,16 @@ pub enum ServerMessage<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientMessage<'a> {
     /// Data for peer `to`.
-    Transport { to: PeerId, payload: &'a [u8] },
+    Transport {
+        to: PeerId,
+        payload: &'a [u8],
+    },
     Close,
     HealthCheck,
-    Auth { id: PeerId, token: &'a [u8] },
+    Auth {
+        id: PeerId,
+        token: &'a [u8],
+    },
     Subscribe(PeerIds<'a>),
     Unsubscribe(PeerIds<'a>),
 }
@@ -276,8 +290,12 @@ pub fn decode_client(msg: &[u8]) -> Result<ClientMessage<'_>, DecodeError> {
         MsgType::Close => no_body(kind, msg, body).map(|()| ClientMessage::Close),
         MsgType::HealthCheck => no_body(kind, msg, body).map(|()| ClientMessage::HealthCheck),
         MsgType::Auth => {
-            let (magic, rest) = body.split_at_checked(AUTH_MAGIC.len()).ok_or(DecodeError::ShortAuth { len: msg.len() })?;
-            let (id, token) = rest.split_at_checked(PEER_ID_LEN).ok_or(DecodeError::ShortAuth { len: msg.len() })?;
+            let (magic, rest) = body
+                .split_at_checked(AUTH_MAGIC.len())
+                .ok_or(DecodeError::ShortAuth { len: msg.len() })?;
+            let (id, token) = rest
+                .split_at_checked(PEER_ID_LEN)
+                .ok_or(DecodeError::ShortAuth { len: msg.len() })?;
             if magic != AUTH_MAGIC {
                 return Err(DecodeError::BadMagic);
             }
@@ -307,7 +325,9 @@ fn split_header(msg: &[u8]) -> Result<(MsgType, &[u8]), DecodeError> {
 }
 
 fn transport_body<'a>(msg: &[u8], body: &'a [u8]) -> Result<(PeerId, &'a [u8]), DecodeError> {
-    let (id, payload) = body.split_at_checked(PEER_ID_LEN).ok_or(DecodeError::ShortTransport { len: msg.len() })?;
+    let (id, payload) = body
+        .split_at_checked(PEER_ID_LEN)
+        .ok_or(DecodeError::ShortTransport { len: msg.len() })?;
     let id = PeerId::from_wire(id).ok_or(DecodeError::ShortTransport { len: msg.len() })?;
     Ok((id, payload))
 }
@@ -452,13 +472,25 @@ mod tests {
         assert_eq!(&msg[..6], &[1, 6, 0x21, 0x12, 0xA4, 0x42]);
         assert_eq!(&msg[6..42], id(1).as_bytes());
         assert_eq!(&msg[42..], &token);
-        assert_eq!(decode_client(&msg), Ok(ClientMessage::Auth { id: id(1), token: &token }));
+        assert_eq!(
+            decode_client(&msg),
+            Ok(ClientMessage::Auth {
+                id: id(1),
+                token: &token
+            })
+        );
     }
 
     #[test]
     fn auth_is_at_most_212_bytes() {
-        assert_eq!(encode_auth(&id(1), &[0; MAX_TOKEN_LEN]).unwrap().len(), MAX_AUTH_MESSAGE);
-        assert_eq!(encode_auth(&id(1), &[0; MAX_TOKEN_LEN + 1]), Err(EncodeError::TokenTooLong { len: 171 }));
+        assert_eq!(
+            encode_auth(&id(1), &[0; MAX_TOKEN_LEN]).unwrap().len(),
+            MAX_AUTH_MESSAGE
+        );
+        assert_eq!(
+            encode_auth(&id(1), &[0; MAX_TOKEN_LEN + 1]),
+            Err(EncodeError::TokenTooLong { len: 171 })
+        );
     }
 
     #[test]
@@ -466,17 +498,31 @@ mod tests {
         let mut msg = encode_auth(&id(1), b"t").unwrap().to_vec();
         msg[2] = 0;
         assert_eq!(decode_client(&msg), Err(DecodeError::BadMagic));
-        assert_eq!(decode_client(&[1, 6, 0x21, 0x12, 0xA4, 0x42, 1]), Err(DecodeError::ShortAuth { len: 7 }));
-        assert_eq!(decode_client(&[1, 6, 0x21]), Err(DecodeError::ShortAuth { len: 3 }));
+        assert_eq!(
+            decode_client(&[1, 6, 0x21, 0x12, 0xA4, 0x42, 1]),
+            Err(DecodeError::ShortAuth { len: 7 })
+        );
+        assert_eq!(
+            decode_client(&[1, 6, 0x21]),
+            Err(DecodeError::ShortAuth { len: 3 })
+        );
     }
 
     #[test]
     fn auth_response_carries_the_instance_url() {
         let msg = encode_auth_response("rels://relay.example:443");
         assert_eq!(&msg[..2], &[1, 7]);
-        assert_eq!(decode_server(&msg), Ok(ServerMessage::AuthResponse { instance_url: "rels://relay.example:443" }));
+        assert_eq!(
+            decode_server(&msg),
+            Ok(ServerMessage::AuthResponse {
+                instance_url: "rels://relay.example:443"
+            })
+        );
         assert_eq!(decode_server(&[1, 7]), Err(DecodeError::EmptyAuthResponse));
-        assert_eq!(decode_server(&[1, 7, 0xff, 0xfe]), Err(DecodeError::AuthResponseNotUtf8));
+        assert_eq!(
+            decode_server(&[1, 7, 0xff, 0xfe]),
+            Err(DecodeError::AuthResponseNotUtf8)
+        );
     }
 
     #[test]
@@ -484,15 +530,33 @@ mod tests {
         let msg = encode_transport(&id(2), b"wireguard").unwrap();
         assert_eq!(&msg[..2], &[1, 3]);
         assert_eq!(&msg[2..38], id(2).as_bytes());
-        assert_eq!(decode_client(&msg), Ok(ClientMessage::Transport { to: id(2), payload: b"wireguard" }));
-        assert_eq!(decode_server(&msg), Ok(ServerMessage::Transport { from: id(2), payload: b"wireguard" }));
+        assert_eq!(
+            decode_client(&msg),
+            Ok(ClientMessage::Transport {
+                to: id(2),
+                payload: b"wireguard"
+            })
+        );
+        assert_eq!(
+            decode_server(&msg),
+            Ok(ServerMessage::Transport {
+                from: id(2),
+                payload: b"wireguard"
+            })
+        );
     }
 
     #[test]
     fn transport_with_empty_payload_is_valid() {
         let msg = encode_transport(&id(2), &[]).unwrap();
         assert_eq!(msg.len(), TRANSPORT_HEADER_LEN);
-        assert_eq!(decode_server(&msg), Ok(ServerMessage::Transport { from: id(2), payload: &[] }));
+        assert_eq!(
+            decode_server(&msg),
+            Ok(ServerMessage::Transport {
+                from: id(2),
+                payload: &[]
+            })
+        );
     }
 
     #[test]
@@ -501,8 +565,20 @@ mod tests {
         encode_transport_into(&mut buf, &id(1), b"a").unwrap();
         let first = buf.split().freeze();
         encode_transport_into(&mut buf, &id(2), b"bc").unwrap();
-        assert_eq!(decode_server(&first), Ok(ServerMessage::Transport { from: id(1), payload: b"a" }));
-        assert_eq!(decode_server(&buf), Ok(ServerMessage::Transport { from: id(2), payload: b"bc" }));
+        assert_eq!(
+            decode_server(&first),
+            Ok(ServerMessage::Transport {
+                from: id(1),
+                payload: b"a"
+            })
+        );
+        assert_eq!(
+            decode_server(&buf),
+            Ok(ServerMessage::Transport {
+                from: id(2),
+                payload: b"bc"
+            })
+        );
     }
 
     #[test]
@@ -524,7 +600,11 @@ mod tests {
         for len in 2..TRANSPORT_HEADER_LEN {
             let mut msg = vec![1, 3];
             msg.resize(len, b'x');
-            assert_eq!(decode_server(&msg), Err(DecodeError::ShortTransport { len }), "{len} bytes");
+            assert_eq!(
+                decode_server(&msg),
+                Err(DecodeError::ShortTransport { len }),
+                "{len} bytes"
+            );
         }
     }
 
@@ -553,14 +633,23 @@ mod tests {
 
     #[test]
     fn messages_in_the_wrong_direction_are_refused() {
-        assert_eq!(decode_server(&encode_auth(&id(1), b"t").unwrap()), Err(DecodeError::WrongDirection(MsgType::Auth)));
+        assert_eq!(
+            decode_server(&encode_auth(&id(1), b"t").unwrap()),
+            Err(DecodeError::WrongDirection(MsgType::Auth))
+        );
         for kind in [PeerListKind::Subscribe, PeerListKind::Unsubscribe] {
             let msg = &encode_peer_list(kind, &[id(1)])[0];
-            assert!(matches!(decode_server(msg), Err(DecodeError::WrongDirection(_))), "{kind:?}");
+            assert!(
+                matches!(decode_server(msg), Err(DecodeError::WrongDirection(_))),
+                "{kind:?}"
+            );
         }
         for kind in [PeerListKind::Online, PeerListKind::WentOffline] {
             let msg = &encode_peer_list(kind, &[id(1)])[0];
-            assert!(matches!(decode_client(msg), Err(DecodeError::WrongDirection(_))), "{kind:?}");
+            assert!(
+                matches!(decode_client(msg), Err(DecodeError::WrongDirection(_))),
+                "{kind:?}"
+            );
         }
         assert_eq!(
             decode_client(&encode_auth_response("rel://x")),
@@ -578,20 +667,29 @@ mod tests {
         assert_eq!(decode_client(&[1, 4]), Ok(ClientMessage::Close));
         assert_eq!(
             decode_server(&[1, 5, 0]),
-            Err(DecodeError::TrailingBytes { kind: MsgType::HealthCheck, len: 3 })
+            Err(DecodeError::TrailingBytes {
+                kind: MsgType::HealthCheck,
+                len: 3
+            })
         );
     }
 
     #[test]
     fn peer_lists_round_trip_for_every_kind() {
         let ids = [id(1), id(2), id(3)];
-        for kind in [PeerListKind::Subscribe, PeerListKind::Unsubscribe, PeerListKind::Online, PeerListKind::WentOffline] {
+        for kind in [
+            PeerListKind::Subscribe,
+            PeerListKind::Unsubscribe,
+            PeerListKind::Online,
+            PeerListKind::WentOffline,
+        ] {
             let msgs = encode_peer_list(kind, &ids);
             assert_eq!(msgs.len(), 1);
             assert_eq!(msgs[0].len(), 2 + 3 * 36);
             assert_eq!(msgs[0][1], kind.msg_type().to_byte());
             let got: Vec<PeerId> = match kind {
-                PeerListKind::Subscribe | PeerListKind::Unsubscribe => match decode_client(&msgs[0]).unwrap() {
+                PeerListKind::Subscribe | PeerListKind::Unsubscribe => match decode_client(&msgs[0]).unwrap()
+                {
                     ClientMessage::Subscribe(l) | ClientMessage::Unsubscribe(l) => l.iter().collect(),
                     other => panic!("{other:?}"),
                 },
@@ -606,9 +704,14 @@ mod tests {
 
     #[test]
     fn peer_lists_split_at_244_ids() {
-        let ids: Vec<PeerId> = (0..=244u16).map(|n| PeerId::of(&PublicKey::from_bytes([(n % 256) as u8; 32]))).collect();
+        let ids: Vec<PeerId> = (0..=244u16)
+            .map(|n| PeerId::of(&PublicKey::from_bytes([(n % 256) as u8; 32])))
+            .collect();
         let msgs = encode_peer_list(PeerListKind::Online, &ids);
-        assert_eq!(msgs.iter().map(|m| (m.len() - 2) / 36).collect::<Vec<_>>(), vec![244, 1]);
+        assert_eq!(
+            msgs.iter().map(|m| (m.len() - 2) / 36).collect::<Vec<_>>(),
+            vec![244, 1]
+        );
         assert_eq!(msgs[0].len(), 2 + 244 * 36);
         assert!(msgs[0].len() <= MAX_MESSAGE);
         assert!(encode_peer_list(PeerListKind::Online, &[]).is_empty());
@@ -619,12 +722,17 @@ mod tests {
         let mut msg = encode_peer_list(PeerListKind::Online, &[id(1)])[0].to_vec();
         msg.pop();
         assert_eq!(decode_server(&msg), Err(DecodeError::PartialPeerId { len: 35 }));
-        assert_eq!(decode_server(&[1, 11, 0]), Err(DecodeError::PartialPeerId { len: 1 }));
+        assert_eq!(
+            decode_server(&[1, 11, 0]),
+            Err(DecodeError::PartialPeerId { len: 1 })
+        );
     }
 
     #[test]
     fn an_empty_peer_list_is_valid_and_empty() {
-        let ServerMessage::PeersOnline(ids) = decode_server(&[1, 10]).unwrap() else { panic!() };
+        let ServerMessage::PeersOnline(ids) = decode_server(&[1, 10]).unwrap() else {
+            panic!()
+        };
         assert!(ids.is_empty());
         assert_eq!(ids.len(), 0);
     }

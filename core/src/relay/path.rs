@@ -20,7 +20,13 @@ pub struct RelayPath {
 
 impl RelayPath {
     pub(super) fn new(peer: PublicKey, id: PathId, conn: Arc<Conn>, state: Arc<PathState>) -> Self {
-        Self { peer, dest: PeerId::of(&peer), id, conn, state }
+        Self {
+            peer,
+            dest: PeerId::of(&peer),
+            id,
+            conn,
+            state,
+        }
     }
 
     pub fn peer(&self) -> PublicKey {
@@ -52,7 +58,8 @@ impl RelayPath {
             return;
         }
         if self.conn.release(&self.peer, self.id) {
-            self.conn.emit_path_closed(self.peer, self.id, PathCloseReason::ClosedLocally);
+            self.conn
+                .emit_path_closed(self.peer, self.id, PathCloseReason::ClosedLocally);
         }
     }
 }
@@ -76,7 +83,10 @@ impl Path for RelayPath {
             Err(QueueError::Closed) => Err(PathError::Closed),
             Err(QueueError::Encode(e)) => {
                 self.conn.counters.too_large();
-                Err(PathError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))
+                Err(PathError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    e,
+                )))
             }
         }
     }

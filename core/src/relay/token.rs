@@ -46,7 +46,9 @@ pub struct RelayToken {
 impl RelayToken {
     /// The token as NetBird's management hands it out: the payload string and the base64 MAC.
     pub fn from_management(payload: &str, signature_base64: &str) -> Result<Self, TokenError> {
-        let mac = STANDARD.decode(signature_base64.trim()).map_err(|_| TokenError::SignatureBase64)?;
+        let mac = STANDARD
+            .decode(signature_base64.trim())
+            .map_err(|_| TokenError::SignatureBase64)?;
         if mac.len() != MAC_LEN {
             return Err(TokenError::SignatureLength(mac.len()));
         }
@@ -108,7 +110,10 @@ impl fmt::Debug for RelayToken {
 
 /// Seconds since the Unix epoch on the wall clock: what the relay compares expiries with.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn sign(secret: &str, expires_unix: u64) -> (String, [u8; MAC_LEN]) {
@@ -163,10 +168,22 @@ mod tests {
     #[test]
     fn malformed_management_tokens_are_refused() {
         let (payload, sig) = RelayToken::management_pair("s", 1_900_000_000);
-        assert_eq!(RelayToken::from_management(&payload, "%%%"), Err(TokenError::SignatureBase64));
-        assert_eq!(RelayToken::from_management(&payload, "AAAA"), Err(TokenError::SignatureLength(3)));
-        assert_eq!(RelayToken::from_management("12345", &sig), Err(TokenError::Payload));
-        assert_eq!(RelayToken::from_management("19000000x0", &sig), Err(TokenError::Payload));
+        assert_eq!(
+            RelayToken::from_management(&payload, "%%%"),
+            Err(TokenError::SignatureBase64)
+        );
+        assert_eq!(
+            RelayToken::from_management(&payload, "AAAA"),
+            Err(TokenError::SignatureLength(3))
+        );
+        assert_eq!(
+            RelayToken::from_management("12345", &sig),
+            Err(TokenError::Payload)
+        );
+        assert_eq!(
+            RelayToken::from_management("19000000x0", &sig),
+            Err(TokenError::Payload)
+        );
         let long = "1".repeat(140);
         assert_eq!(RelayToken::from_management(&long, &sig), Err(TokenError::Payload));
     }

@@ -54,16 +54,27 @@ pub(super) async fn connect(
     };
     tokio::time::timeout(CONNECT_TIMEOUT, work)
         .await
-        .map_err(|_| RelayError::Timeout { server, stage: "connection", after: CONNECT_TIMEOUT })?
+        .map_err(|_| RelayError::Timeout {
+            server,
+            stage: "connection",
+            after: CONNECT_TIMEOUT,
+        })?
 }
 
-async fn open_websocket(url: &RelayUrl, sockets: &SocketFactory, tls: Option<Connector>) -> Result<WsStream, RelayError> {
+async fn open_websocket(
+    url: &RelayUrl,
+    sockets: &SocketFactory,
+    tls: Option<Connector>,
+) -> Result<WsStream, RelayError> {
     let server = || url.as_str().to_owned();
     let tcp = connect_tcp(url, sockets).await?;
     let request = url
         .websocket_url()
         .into_client_request()
-        .map_err(|e| RelayError::WebSocket { server: server(), detail: e.to_string() })?;
+        .map_err(|e| RelayError::WebSocket {
+            server: server(),
+            detail: e.to_string(),
+        })?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(WS_MAX_MESSAGE))
         .max_frame_size(Some(WS_MAX_MESSAGE))
@@ -71,7 +82,10 @@ async fn open_websocket(url: &RelayUrl, sockets: &SocketFactory, tls: Option<Con
         .write_buffer_size(WS_BUFFER);
     let (ws, _response) = client_async_tls_with_config(request, tcp, Some(config), tls)
         .await
-        .map_err(|e| RelayError::WebSocket { server: server(), detail: e.to_string() })?;
+        .map_err(|e| RelayError::WebSocket {
+            server: server(),
+            detail: e.to_string(),
+        })?;
     Ok(ws)
 }
 
@@ -82,32 +96,53 @@ async fn connect_tcp(url: &RelayUrl, sockets: &SocketFactory) -> Result<TcpStrea
         Ok(ip) => vec![SocketAddr::new(ip, url.port())],
         Err(_) => tokio::net::lookup_host((url.host(), url.port()))
             .await
-            .map_err(|e| RelayError::Resolve { server: server(), detail: e.to_string() })?
+            .map_err(|e| RelayError::Resolve {
+                server: server(),
+                detail: e.to_string(),
+            })?
             .collect(),
     };
     let mut last = format!("{} resolved to no address", url.host());
     for addr in addrs {
         match tokio::time::timeout(TCP_CONNECT_TIMEOUT, sockets.tcp_connect(addr)).await {
             Ok(Ok(tcp)) => return Ok(tcp),
-            Ok(Err(SocketError::ProtectRefused { .. })) => return Err(RelayError::ProtectRefused { server: server() }),
+            Ok(Err(SocketError::ProtectRefused { .. })) => {
+                return Err(RelayError::ProtectRefused { server: server() })
+            }
             Ok(Err(e)) => last = e.to_string(),
             Err(_) => last = format!("{addr}: no answer within {TCP_CONNECT_TIMEOUT:?}"),
         }
         tracing::debug!(server = %url, %addr, error = %last, "relay address failed");
     }
-    Err(RelayError::Connect { server: server(), detail: last })
+    Err(RelayError::Connect {
+        server: server(),
+        detail: last,
+    })
 }
 
 /// Sends Auth and waits for AuthResponse. NetBird's relay answers a bad token by closing the
 /// connection without a word, so a close here is a refusal; whether the token had expired by our
 /// wall clock tells the two refusals apart.
-async fn authenticate(ws: &mut WsStream, url: &RelayUrl, own: &PeerId, token: &RelayToken) -> Result<String, RelayError> {
+async fn authenticate(
+    ws: &mut WsStream,
+    url: &RelayUrl,
+    own: &PeerId,
+    token: &RelayToken,
+) -> Result<String, RelayError> {
     let server = || url.as_str().to_owned();
     let auth = encode_auth(own, token.as_bytes())?;
-    ws.send(Message::Binary(auth)).await.map_err(|e| RelayError::WebSocket { server: server(), detail: e.to_string() })?;
+    ws.send(Message::Binary(auth))
+        .await
+        .map_err(|e| RelayError::WebSocket {
+            server: server(),
+            detail: e.to_string(),
+        })?;
     let refused = || {
         if token.is_expired_at(unix_now()) {
-            RelayError::TokenExpired { server: server(), expired_at: token.expires_unix() }
+            RelayError::TokenExpired {
+                server: server(),
+                expired_at: token.expires_unix(),
+            }
         } else {
             RelayError::AuthRejected { server: server() }
         }
@@ -117,7 +152,12 @@ async fn authenticate(ws: &mut WsStream, url: &RelayUrl, own: &PeerId, token: &R
             let msg = match ws.next().await {
                 Some(Ok(m)) => m,
                 Some(Err(e)) if is_closed(&e) => return Err(refused()),
-                Some(Err(e)) => return Err(RelayError::WebSocket { server: server(), detail: e.to_string() }),
+                Some(Err(e)) => {
+                    return Err(RelayError::WebSocket {
+                        server: server(),
+                        detail: e.to_string(),
+                    })
+                }
                 None => return Err(refused()),
             };
             let bytes = match msg {
@@ -125,21 +165,32 @@ async fn authenticate(ws: &mut WsStream, url: &RelayUrl, own: &PeerId, token: &R
                 Message::Close(_) => return Err(refused()),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 Message::Text(_) => {
-                    return Err(RelayError::Handshake { server: server(), detail: "text message".into() })
+                    return Err(RelayError::Handshake {
+                        server: server(),
+                        detail: "text message".into(),
+                    })
                 }
             };
             return match decode_server(&bytes) {
                 Ok(ServerMessage::AuthResponse { instance_url }) => Ok(instance_url.to_owned()),
-                Ok(other) => Err(RelayError::Handshake { server: server(), detail: format!("expected AuthResponse, got {other:?}") }),
-                Err(e) => Err(RelayError::Handshake { server: server(), detail: e.to_string() }),
+                Ok(other) => Err(RelayError::Handshake {
+                    server: server(),
+                    detail: format!("expected AuthResponse, got {other:?}"),
+                }),
+                Err(e) => Err(RelayError::Handshake {
+                    server: server(),
+                    detail: e.to_string(),
+                }),
             };
         }
     };
-    tokio::time::timeout(AUTH_RESPONSE_TIMEOUT, read).await.map_err(|_| RelayError::Timeout {
-        server: server(),
-        stage: "auth response",
-        after: AUTH_RESPONSE_TIMEOUT,
-    })?
+    tokio::time::timeout(AUTH_RESPONSE_TIMEOUT, read)
+        .await
+        .map_err(|_| RelayError::Timeout {
+            server: server(),
+            stage: "auth response",
+            after: AUTH_RESPONSE_TIMEOUT,
+        })?
 }
 
 /// Errors that mean "the other side closed the connection".
@@ -151,7 +202,10 @@ pub(super) fn is_closed(e: &WsError) -> bool {
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
         WsError::Io(io) => matches!(
             io.kind(),
-            ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted
+            ErrorKind::ConnectionReset
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::BrokenPipe
+                | ErrorKind::ConnectionAborted
         ),
         _ => false,
     }

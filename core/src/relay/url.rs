@@ -85,7 +85,12 @@ impl FromStr for RelayUrl {
             None if tls => DEFAULT_PORT_TLS,
             None => DEFAULT_PORT_PLAIN,
         };
-        Ok(Self { text: text.to_owned(), tls, host: host.to_owned(), port })
+        Ok(Self {
+            text: text.to_owned(),
+            tls,
+            host: host.to_owned(),
+            port,
+        })
     }
 }
 
@@ -131,10 +136,22 @@ mod tests {
 
     #[test]
     fn rel_maps_to_ws_and_rels_to_wss_at_path_relay() {
-        assert_eq!(url("rel://127.0.0.1:33080").websocket_url(), "ws://127.0.0.1:33080/relay");
-        assert_eq!(url("rels://relay.example:443").websocket_url(), "wss://relay.example:443/relay");
-        assert_eq!(url("rels://relay.example").websocket_url(), "wss://relay.example:443/relay");
-        assert_eq!(url("rel://relay.example").websocket_url(), "ws://relay.example:80/relay");
+        assert_eq!(
+            url("rel://127.0.0.1:33080").websocket_url(),
+            "ws://127.0.0.1:33080/relay"
+        );
+        assert_eq!(
+            url("rels://relay.example:443").websocket_url(),
+            "wss://relay.example:443/relay"
+        );
+        assert_eq!(
+            url("rels://relay.example").websocket_url(),
+            "wss://relay.example:443/relay"
+        );
+        assert_eq!(
+            url("rel://relay.example").websocket_url(),
+            "ws://relay.example:80/relay"
+        );
     }
 
     #[test]
@@ -161,10 +178,19 @@ mod tests {
         assert!(matches!("ws://h:1".parse::<RelayUrl>(), Err(UrlError::Scheme(_))));
         assert!(matches!("h:1".parse::<RelayUrl>(), Err(UrlError::Scheme(_))));
         assert!(matches!("rel://".parse::<RelayUrl>(), Err(UrlError::NoHost(_))));
-        assert!(matches!("rel://:80".parse::<RelayUrl>(), Err(UrlError::NoHost(_))));
-        assert!(matches!("rel://u@h:80".parse::<RelayUrl>(), Err(UrlError::NoHost(_))));
+        assert!(matches!(
+            "rel://:80".parse::<RelayUrl>(),
+            Err(UrlError::NoHost(_))
+        ));
+        assert!(matches!(
+            "rel://u@h:80".parse::<RelayUrl>(),
+            Err(UrlError::NoHost(_))
+        ));
         assert!(matches!("rel://h:0".parse::<RelayUrl>(), Err(UrlError::Port(_))));
-        assert!(matches!("rel://h:70000".parse::<RelayUrl>(), Err(UrlError::Port(_))));
+        assert!(matches!(
+            "rel://h:70000".parse::<RelayUrl>(),
+            Err(UrlError::Port(_))
+        ));
         assert!(matches!("rel://h:x".parse::<RelayUrl>(), Err(UrlError::Port(_))));
         assert!(matches!("rel://[::1".parse::<RelayUrl>(), Err(UrlError::Port(_))));
     }

@@ -45,18 +45,27 @@ impl NbRelay {
     /// binary is missing.
     pub fn start(test: &str) -> Option<NbRelay> {
         let Some(bin) = Self::binary("nb-relay", "PEERLINK_NB_RELAY") else {
-            eprintln!("SKIP {test}: nb-relay not found (set PEERLINK_NB_RELAY or run tests/lab/build-tools.sh)");
+            eprintln!(
+                "SKIP {test}: nb-relay not found (set PEERLINK_NB_RELAY or run tests/lab/build-tools.sh)"
+            );
             return None;
         };
         let port = free_port();
         let log = std::env::temp_dir().join(format!("peerlink-nb-relay-{}-{port}.log", std::process::id()));
-        let mut relay = NbRelay { bin, port, child: None, log };
+        let mut relay = NbRelay {
+            bin,
+            port,
+            child: None,
+            log,
+        };
         relay.spawn();
         Some(relay)
     }
 
     pub fn url(&self) -> RelayUrl {
-        format!("rel://127.0.0.1:{}", self.port).parse().expect("relay url")
+        format!("rel://127.0.0.1:{}", self.port)
+            .parse()
+            .expect("relay url")
     }
 
     /// Kills the server at once (SIGKILL): clients see the TCP connection die, no Close message.
@@ -79,10 +88,23 @@ impl NbRelay {
 
     fn spawn(&mut self) {
         let addr = format!("127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("relay log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("relay log");
         let child = Command::new(&self.bin)
             .args(["-l", &addr, "-e", &format!("rel://{addr}"), "-s", SECRET])
-            .args(["--metrics-port", "0", "-H", "127.0.0.1:0", "--log-file", "console", "--log-level", "debug"])
+            .args([
+                "--metrics-port",
+                "0",
+                "-H",
+                "127.0.0.1:0",
+                "--log-file",
+                "console",
+                "--log-level",
+                "debug",
+            ])
             .stdout(Stdio::from(log.try_clone().expect("log fd")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -92,7 +114,11 @@ impl NbRelay {
         let deadline = std::time::Instant::now() + WAIT;
         let target: SocketAddr = addr.parse().expect("addr");
         while TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nb-relay not listening on {addr}; log:\n{}", self.log());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nb-relay not listening on {addr}; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -150,9 +176,18 @@ pub async fn peer_with_key(url: &RelayUrl, key: PublicKey) -> Peer {
     let mut options = ClientOptions::new(key, token());
     options.sockets = SocketFactory::new(Some(protector.clone()));
     let events = options.events.subscribe();
-    let client = RelayClient::connect(url, options).await.expect("relay client connects");
+    let client = RelayClient::connect(url, options)
+        .await
+        .expect("relay client connects");
     let (sink, inbound) = mpsc::channel(1024);
-    Peer { key, client, events, inbound, sink, protector }
+    Peer {
+        key,
+        client,
+        events,
+        inbound,
+        sink,
+        protector,
+    }
 }
 
 impl Peer {
@@ -160,12 +195,21 @@ impl Peer {
     pub async fn recv(&mut self) -> Inbound {
         tokio::time::timeout(WAIT, self.inbound.recv())
             .await
-            .unwrap_or_else(|_| panic!("nothing received within {WAIT:?}; {:?} {:?}", self.client, self.client.counters()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "nothing received within {WAIT:?}; {:?} {:?}",
+                    self.client,
+                    self.client.counters()
+                )
+            })
             .expect("inbound channel open")
     }
 
     pub async fn open(&self, other: PublicKey, id: u64) -> Arc<peerlink_core::relay::RelayPath> {
-        self.client.open_peer(other, self.sink.clone(), PathId(id)).await.expect("peer opens")
+        self.client
+            .open_peer(other, self.sink.clone(), PathId(id))
+            .await
+            .expect("peer opens")
     }
 }
 
@@ -185,7 +229,9 @@ pub async fn wait_event(
                 server: format!("(lagged {n})"),
                 instance_url: String::new(),
             }),
-            Ok(Err(broadcast::error::RecvError::Closed)) => panic!("event channel closed waiting for {what}; saw {seen:#?}"),
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                panic!("event channel closed waiting for {what}; saw {seen:#?}")
+            }
             Err(_) => panic!("no {what} within {WAIT:?}; saw {seen:#?}"),
         }
     }
@@ -195,14 +241,19 @@ pub async fn wait_event(
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {WAIT:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
 /// Deterministic payloads: `len` bytes starting at `seed`.
 pub fn payload(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 pub fn init_tracing() {
