@@ -5,8 +5,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Default ports when the address has none: those of `ws://` and `wss://`.
+/// Port of `rel://host` without one: `ws://`'s default, as NetBird's dialer leaves it to the URL.
 const DEFAULT_PORT_PLAIN: u16 = 80;
+/// Port of `rels://host` without one: `wss://`'s default.
 const DEFAULT_PORT_TLS: u16 = 443;
 /// NetBird's `WebSocketURLPath`.
 const WS_PATH: &str = "/relay";
