@@ -10,6 +10,7 @@ pub mod keys;
 pub mod net;
 pub mod packet;
 pub mod path;
+pub mod relay;
 pub mod signal;
 pub mod socket;
 pub mod tun;
