@@ -585,3 +585,52 @@ fn relay_token_expiry(from_now_secs: u64) -> u64 {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_change_cuts_the_connection_and_reconnects_at_once() {
+    init_tracing();
+    let Some(relay) = NbRelay::start("network_change") else {
+        return;
+    };
+    let manager = RelayManager::start(RelayManagerConfig::new(
+        PrivateKey::generate().public_key(),
+        vec![relay.url()],
+        token(),
+    ));
+    let mut state = manager.state();
+    wait_state(&mut state, "Connected", |s| {
+        matches!(s, RelayState::Connected { .. })
+    })
+    .await;
+    let before = manager.home().unwrap();
+    let mut events = manager.subscribe();
+    let asked = tokio::time::Instant::now();
+    manager.network_changed().await;
+    let e = wait_event(&mut events, "Disconnected", |e| {
+        matches!(e, RelayEvent::Disconnected { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            e,
+            RelayEvent::Disconnected {
+                reason: DisconnectReason::ClosedLocally,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    wait_event(&mut events, "Connected", |e| {
+        matches!(e, RelayEvent::Connected { .. })
+    })
+    .await;
+    println!("network change: reconnected in {:?}", asked.elapsed());
+    assert!(asked.elapsed() < Duration::from_secs(2));
+    wait_state(&mut state, "Connected", |s| {
+        matches!(s, RelayState::Connected { .. })
+    })
+    .await;
+    assert!(!Arc::ptr_eq(&before, &manager.home().unwrap()));
+    manager.stop().await;
+    assert_eq!(*state.borrow(), RelayState::Stopped);
+}

@@ -32,7 +32,11 @@ impl NbRelay {
     /// Where the binary is: `PEERLINK_NB_RELAY`, else the lab's build cache.
     pub fn binary(name: &str, env: &str) -> Option<PathBuf> {
         if let Some(p) = std::env::var_os(env) {
-            return Some(PathBuf::from(p));
+            let p = PathBuf::from(p);
+            if !p.is_file() {
+                eprintln!("{env}={} is not a file", p.display());
+            }
+            return p.is_file().then_some(p);
         }
         let cache = std::env::var_os("PEERLINK_CACHE")
             .map(PathBuf::from)
