@@ -7,6 +7,11 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use crate::keys::{KeyError, PresharedKey, PrivateKey, PublicKey};
+use crate::relay::{RelayToken, RelayUrl};
+
+/// Tokens minted from a relay secret are valid this long; NetBird's management hands out
+/// tokens for 24 h and refreshes them, and a self-hosted engine mints a new one on restart.
+const MINTED_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 use crate::net::{IpNet, IpNetError};
 
 /// NetBird's `DefaultMTU` and Firezone's choice: with WireGuard's 80 bytes of IPv6 overhead the
@@ -32,6 +37,65 @@ pub struct EngineSpec {
     pub listen_port: u16,
     #[serde(default)]
     pub peers: Vec<PeerSpec>,
+    /// NetBird's signal server; without it peers need fixed endpoints.
+    #[serde(default)]
+    pub signal: Option<SignalSpec>,
+    /// NetBird's relay servers.
+    #[serde(default)]
+    pub relay: Option<RelaySpec>,
+    /// ICE (STUN and TURN servers); needs `signal`.
+    #[serde(default)]
+    pub ice: Option<IceSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalSpec {
+    /// `http://host:port` or `https://host:port`.
+    pub url: String,
+    /// PEM CA certificate(s) to trust besides the public roots (self-hosted servers).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySpec {
+    /// `rel://host:port` or `rels://host:port`, as management lists them.
+    pub urls: Vec<String>,
+    /// The token as management hands it out: payload and base64 signature…
+    #[serde(default)]
+    pub token_payload: Option<String>,
+    #[serde(default)]
+    pub token_signature: Option<String>,
+    /// …or the relay's shared secret, to mint tokens locally (self-hosted setups and the lab).
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceSpec {
+    /// `stun:host:port` URLs.
+    #[serde(default)]
+    pub stun: Vec<String>,
+    #[serde(default)]
+    pub turn: Vec<TurnSpec>,
+    /// Gather TURN candidates even when NetBird's relay works between the peers.
+    #[serde(default)]
+    pub force_turn: bool,
+    /// Interface names ICE may use, replacing NetBird's default exclusions (the lab uses veths).
+    #[serde(default)]
+    pub interfaces: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnSpec {
+    /// `turn:host:port` (UDP).
+    pub url: String,
+    pub username: String,
+    pub credential: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -56,6 +120,16 @@ pub struct EngineConfig {
     pub mtu: u16,
     pub listen_port: u16,
     pub peers: Vec<PeerConfig>,
+    pub signal: Option<SignalSpec>,
+    pub relay: Option<RelaySettings>,
+    pub ice: Option<IceSpec>,
+}
+
+/// Validated relay settings.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub urls: Vec<RelayUrl>,
+    pub token: RelayToken,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +163,8 @@ pub enum ConfigError {
     DuplicatePeer { field: String, key: PublicKey },
     #[error("{field}: that is this engine's own public key")]
     SelfPeer { field: String },
+    #[error("{field}: {problem}")]
+    Server { field: String, problem: String },
 }
 
 impl EngineSpec {
@@ -117,12 +193,21 @@ impl EngineSpec {
             });
         }
         let peers = validate_peers(&self.peers, private_key.public_key())?;
+        let signal = self.signal.as_ref().map(validate_signal).transpose()?;
+        let relay = self.relay.as_ref().map(validate_relay).transpose()?;
+        let ice = self.ice.as_ref().map(validate_ice).transpose()?;
+        if ice.is_some() && signal.is_none() {
+            return Err(server_error("ice", "ICE needs a signal server"));
+        }
         Ok(EngineConfig {
             private_key,
             addresses,
             mtu,
             listen_port: self.listen_port,
             peers,
+            signal,
+            relay,
+            ice,
         })
     }
 }
@@ -194,6 +279,59 @@ pub fn validate_peers(peers: &[PeerSpec], own_key: PublicKey) -> Result<Vec<Peer
         });
     }
     Ok(out)
+}
+
+fn server_error(field: impl Into<String>, problem: impl ToString) -> ConfigError {
+    ConfigError::Server { field: field.into(), problem: problem.to_string() }
+}
+
+fn validate_signal(s: &SignalSpec) -> Result<SignalSpec, ConfigError> {
+    let url = s.url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(server_error("signal.url", format!("`{url}` must start with http:// or https://")));
+    }
+    Ok(SignalSpec { url: url.to_owned(), ca_pem: s.ca_pem.clone() })
+}
+
+fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
+    let urls = r
+        .urls
+        .iter()
+        .enumerate()
+        .map(|(i, u)| u.parse::<RelayUrl>().map_err(|e| server_error(format!("relay.urls[{i}]"), e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err(server_error("relay.urls", "at least one relay server is needed"));
+    }
+    let token = match (&r.token_payload, &r.token_signature, &r.secret) {
+        (Some(payload), Some(signature), _) => RelayToken::from_management(payload, signature)
+            .map_err(|e| server_error("relay.token_signature", e))?,
+        (None, None, Some(secret)) => RelayToken::mint_valid_for(secret, MINTED_TOKEN_TTL),
+        (Some(_), None, _) | (None, Some(_), _) | (None, None, None) => {
+            return Err(server_error(
+                "relay",
+                "give token_payload and token_signature (from management), or secret",
+            ))
+        }
+    };
+    Ok(RelaySettings { urls, token })
+}
+
+fn validate_ice(i: &IceSpec) -> Result<IceSpec, ConfigError> {
+    for (n, url) in i.stun.iter().enumerate() {
+        if !url.starts_with("stun:") {
+            return Err(server_error(format!("ice.stun[{n}]"), format!("`{url}` must start with stun:")));
+        }
+    }
+    for (n, t) in i.turn.iter().enumerate() {
+        if !t.url.starts_with("turn:") {
+            return Err(server_error(
+                format!("ice.turn[{n}].url"),
+                format!("`{}` must start with turn: (TURN over UDP; turns: is not supported)", t.url),
+            ));
+        }
+    }
+    Ok(i.clone())
 }
 
 fn parse_prefix(text: &str, field: impl Fn() -> String) -> Result<IpNet, ConfigError> {
@@ -317,6 +455,26 @@ mod tests {
         ));
         s.mtu = Some(MAX_MTU + 1);
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn server_sections_are_checked() {
+        let mut s = spec();
+        s.signal = Some(SignalSpec { url: "127.0.0.1:1".into(), ca_pem: None });
+        assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "signal.url"));
+        let mut s = spec();
+        s.relay = Some(RelaySpec { urls: vec!["rel://127.0.0.1:1".into()], ..Default::default() });
+        assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "relay"));
+        s.relay = Some(RelaySpec { urls: vec!["http://x".into()], secret: Some("s".into()), ..Default::default() });
+        assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "relay.urls[0]"));
+        s.relay = Some(RelaySpec { urls: vec!["rel://127.0.0.1:1".into()], secret: Some("s".into()), ..Default::default() });
+        assert!(s.validate().is_ok());
+        s.ice = Some(IceSpec { stun: vec!["stun:127.0.0.1:3478".into()], ..Default::default() });
+        assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "ice"), "ICE needs signal");
+        s.signal = Some(SignalSpec { url: "http://127.0.0.1:1".into(), ca_pem: None });
+        assert!(s.validate().is_ok());
+        s.ice = Some(IceSpec { stun: vec!["127.0.0.1:3478".into()], ..Default::default() });
+        assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "ice.stun[0]"));
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub mod socket;
 pub mod tun;
 pub mod wg;
 
-pub use config::{ConfigError, EngineConfig, EngineSpec, PeerConfig, PeerSpec};
+pub use config::{
+    ConfigError, EngineConfig, EngineSpec, IceSpec, PeerConfig, PeerSpec, RelaySpec, SignalSpec, TurnSpec,
+};
 pub use engine::{
     Engine, EngineError, EngineOptions, EngineStatus, Event, PathStatus, PeerStatus, StatusSource,
 };
