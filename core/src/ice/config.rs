@@ -136,6 +136,8 @@ pub struct InterfaceFilter {
     pub excluded_prefixes: Vec<String>,
     /// Interfaces with exactly these names are never used: the engine's own tun goes here.
     pub excluded_names: Vec<String>,
+    /// When not empty, only interfaces with exactly these names are used (tests: `lo`).
+    pub only_names: Vec<String>,
     /// Use loopback addresses (only tests want that: set it and drop "lo" from the prefixes).
     pub include_loopback: bool,
 }
@@ -146,18 +148,31 @@ impl Default for InterfaceFilter {
         Self {
             excluded_prefixes: NETBIRD_EXCLUDED_INTERFACE_PREFIXES.iter().map(|s| (*s).to_owned()).collect(),
             excluded_names: Vec::new(),
+            only_names: Vec::new(),
             include_loopback: false,
         }
     }
 }
 
 impl InterfaceFilter {
-    /// Loopback only, for in-process tests.
+    /// The loopback interface only, for in-process tests.
     pub fn loopback_only() -> Self {
         Self {
             excluded_prefixes: Vec::new(),
             excluded_names: Vec::new(),
+            only_names: vec!["lo".to_owned()],
             include_loopback: true,
+        }
+    }
+
+    /// Every interface but our own tun (the lab's peers sit on veth pairs, which NetBird's
+    /// list would exclude); loopback stays out.
+    pub fn any_but_loopback() -> Self {
+        Self {
+            excluded_prefixes: vec!["lo".to_owned()],
+            excluded_names: Vec::new(),
+            only_names: Vec::new(),
+            include_loopback: false,
         }
     }
 
@@ -168,7 +183,8 @@ impl InterfaceFilter {
     }
 
     pub fn allows_interface(&self, name: &str) -> bool {
-        !self.excluded_names.iter().any(|n| n == name)
+        (self.only_names.is_empty() || self.only_names.iter().any(|n| n == name))
+            && !self.excluded_names.iter().any(|n| n == name)
             && !self.excluded_prefixes.iter().any(|p| name.starts_with(p.as_str()))
     }
 
@@ -199,10 +215,18 @@ mod tests {
 
     #[test]
     fn own_tun_is_left_out_by_name() {
-        let f = InterfaceFilter::loopback_only().excluding("pl-a");
+        let f = InterfaceFilter::any_but_loopback().excluding("pl-a");
         assert!(!f.allows_interface("pl-a"));
         assert!(f.allows_interface("pl-ab"));
+        assert!(f.allows_interface("veth1"));
+        assert!(!f.allows_interface("lo"));
+    }
+
+    #[test]
+    fn loopback_only_allows_lo_alone() {
+        let f = InterfaceFilter::loopback_only();
         assert!(f.allows_interface("lo"));
+        assert!(!f.allows_interface("eth0"));
     }
 
     #[test]

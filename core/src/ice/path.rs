@@ -2,7 +2,7 @@
 //! writer task on the agent's `Conn` (its `send` is async and follows the selected pair), and a
 //! reader task delivers what arrives to the engine as [`Inbound`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ pub struct IcePath {
     remote: String,
     outbound: mpsc::Sender<Bytes>,
     rtt: Arc<HandshakeRtt>,
+    closed: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -54,6 +55,7 @@ impl IcePath {
             info,
             outbound,
             rtt,
+            closed: AtomicBool::new(false),
             tasks: Mutex::new(tasks),
         })
     }
@@ -71,11 +73,12 @@ impl IcePath {
 
     /// Whether the reader and writer still run (false once the session closed).
     pub fn is_open(&self) -> bool {
-        !self.outbound.is_closed()
+        !self.closed.load(Ordering::Acquire) && !self.outbound.is_closed()
     }
 
     /// Stops the reader and writer; `send` fails with `Closed` from now on.
     pub(crate) fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
         for task in self.tasks.lock().drain(..) {
             task.abort();
         }
@@ -92,6 +95,9 @@ impl Path for IcePath {
     }
 
     fn send(&self, datagram: &[u8]) -> Result<(), PathError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(PathError::Closed);
+        }
         self.rtt.on_send(datagram);
         match self.outbound.try_send(Bytes::copy_from_slice(datagram)) {
             Ok(()) => Ok(()),
