@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod ice;
 pub mod keys;
 pub mod net;
 pub mod packet;
