@@ -282,15 +282,24 @@ pub fn validate_peers(peers: &[PeerSpec], own_key: PublicKey) -> Result<Vec<Peer
 }
 
 fn server_error(field: impl Into<String>, problem: impl ToString) -> ConfigError {
-    ConfigError::Server { field: field.into(), problem: problem.to_string() }
+    ConfigError::Server {
+        field: field.into(),
+        problem: problem.to_string(),
+    }
 }
 
 fn validate_signal(s: &SignalSpec) -> Result<SignalSpec, ConfigError> {
     let url = s.url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(server_error("signal.url", format!("`{url}` must start with http:// or https://")));
+        return Err(server_error(
+            "signal.url",
+            format!("`{url}` must start with http:// or https://"),
+        ));
     }
-    Ok(SignalSpec { url: url.to_owned(), ca_pem: s.ca_pem.clone() })
+    Ok(SignalSpec {
+        url: url.to_owned(),
+        ca_pem: s.ca_pem.clone(),
+    })
 }
 
 fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
@@ -298,7 +307,10 @@ fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
         .urls
         .iter()
         .enumerate()
-        .map(|(i, u)| u.parse::<RelayUrl>().map_err(|e| server_error(format!("relay.urls[{i}]"), e)))
+        .map(|(i, u)| {
+            u.parse::<RelayUrl>()
+                .map_err(|e| server_error(format!("relay.urls[{i}]"), e))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if urls.is_empty() {
         return Err(server_error("relay.urls", "at least one relay server is needed"));
@@ -320,14 +332,20 @@ fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
 fn validate_ice(i: &IceSpec) -> Result<IceSpec, ConfigError> {
     for (n, url) in i.stun.iter().enumerate() {
         if !url.starts_with("stun:") {
-            return Err(server_error(format!("ice.stun[{n}]"), format!("`{url}` must start with stun:")));
+            return Err(server_error(
+                format!("ice.stun[{n}]"),
+                format!("`{url}` must start with stun:"),
+            ));
         }
     }
     for (n, t) in i.turn.iter().enumerate() {
         if !t.url.starts_with("turn:") {
             return Err(server_error(
                 format!("ice.turn[{n}].url"),
-                format!("`{}` must start with turn: (TURN over UDP; turns: is not supported)", t.url),
+                format!(
+                    "`{}` must start with turn: (TURN over UDP; turns: is not supported)",
+                    t.url
+                ),
             ));
         }
     }
@@ -460,20 +478,46 @@ mod tests {
     #[test]
     fn server_sections_are_checked() {
         let mut s = spec();
-        s.signal = Some(SignalSpec { url: "127.0.0.1:1".into(), ca_pem: None });
+        s.signal = Some(SignalSpec {
+            url: "127.0.0.1:1".into(),
+            ca_pem: None,
+        });
         assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "signal.url"));
         let mut s = spec();
-        s.relay = Some(RelaySpec { urls: vec!["rel://127.0.0.1:1".into()], ..Default::default() });
+        s.relay = Some(RelaySpec {
+            urls: vec!["rel://127.0.0.1:1".into()],
+            ..Default::default()
+        });
         assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "relay"));
-        s.relay = Some(RelaySpec { urls: vec!["http://x".into()], secret: Some("s".into()), ..Default::default() });
+        s.relay = Some(RelaySpec {
+            urls: vec!["http://x".into()],
+            secret: Some("s".into()),
+            ..Default::default()
+        });
         assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "relay.urls[0]"));
-        s.relay = Some(RelaySpec { urls: vec!["rel://127.0.0.1:1".into()], secret: Some("s".into()), ..Default::default() });
+        s.relay = Some(RelaySpec {
+            urls: vec!["rel://127.0.0.1:1".into()],
+            secret: Some("s".into()),
+            ..Default::default()
+        });
         assert!(s.validate().is_ok());
-        s.ice = Some(IceSpec { stun: vec!["stun:127.0.0.1:3478".into()], ..Default::default() });
-        assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "ice"), "ICE needs signal");
-        s.signal = Some(SignalSpec { url: "http://127.0.0.1:1".into(), ca_pem: None });
+        s.ice = Some(IceSpec {
+            stun: vec!["stun:127.0.0.1:3478".into()],
+            ..Default::default()
+        });
+        assert!(
+            matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "ice"),
+            "ICE needs signal"
+        );
+        s.signal = Some(SignalSpec {
+            url: "http://127.0.0.1:1".into(),
+            ca_pem: None,
+        });
         assert!(s.validate().is_ok());
-        s.ice = Some(IceSpec { stun: vec!["127.0.0.1:3478".into()], ..Default::default() });
+        s.ice = Some(IceSpec {
+            stun: vec!["127.0.0.1:3478".into()],
+            ..Default::default()
+        });
         assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "ice.stun[0]"));
     }
 

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod engine;
 pub mod ice;
 pub mod keys;

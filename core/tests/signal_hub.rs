@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(5);
 fn offer() -> OfferAnswer {
     let mut rng = rand::thread_rng();
     OfferAnswer {
-        ice: Some(IceCredentials::generate(&mut rng)),
+        ice: Some(IceCredentials::generate()),
         wg_listen_port: 51820,
         version: "peerlink-test".into(),
         relay_server_address: Some("rel://127.0.0.1:33080".into()),

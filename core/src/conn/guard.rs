@@ -44,7 +44,12 @@ impl OfferGuard {
     /// A guard that wants an offer sent at once.
     pub fn new(now: Instant, rng: &mut impl Rng) -> Self {
         let cap = Duration::from_secs(rng.gen_range(CAP_RANGE.0..=CAP_RANGE.1));
-        Self { cap, next_wait: FIRST_RETRY, due: Some(now), ice_retries: 0 }
+        Self {
+            cap,
+            next_wait: FIRST_RETRY,
+            due: Some(now),
+            ice_retries: 0,
+        }
     }
 
     /// When the shell should call [`OfferGuard::poll_offer`] next.
@@ -104,7 +109,10 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    const DOWN: Paths = Paths { relay_up: false, ice_up: false };
+    const DOWN: Paths = Paths {
+        relay_up: false,
+        ice_up: false,
+    };
 
     fn t(secs: f64) -> Instant {
         Instant::from_epoch(Duration::from_secs_f64(secs))
@@ -137,14 +145,23 @@ mod tests {
         assert!((5.4..=6.6).contains(&g[1].as_secs_f64()));
         let cap = g.last().unwrap().as_secs_f64();
         assert!((27.0..=49.5).contains(&cap), "{cap}");
-        assert!(g.iter().all(|d| d.as_secs_f64() <= 49.5), "never beyond cap + jitter");
+        assert!(
+            g.iter().all(|d| d.as_secs_f64() <= 49.5),
+            "never beyond cap + jitter"
+        );
         // An hour of retries at the cap is about a hundred offers, not thousands.
         assert!((70..=140).contains(&g.len()), "{}", g.len());
     }
 
     #[test]
     fn with_relay_up_ice_is_retried_three_times_then_hourly() {
-        let g = gaps(Paths { relay_up: true, ice_up: false }, 5);
+        let g = gaps(
+            Paths {
+                relay_up: true,
+                ice_up: false,
+            },
+            5,
+        );
         assert!(g[..3].iter().all(|d| *d < Duration::from_secs(60)));
         assert!(g[3..].iter().all(|d| *d == ICE_RETRY_WITH_RELAY_SLOW), "{g:?}");
     }
@@ -162,7 +179,10 @@ mod tests {
         assert_eq!(g.poll_timeout(), Some(now + AFTER_EVENT));
         assert!(g.poll_offer(now + AFTER_EVENT, DOWN, &mut rng));
         let next = g.poll_timeout().unwrap() - (now + AFTER_EVENT);
-        assert!(next <= Duration::from_millis(880), "restarted from 800 ms: {next:?}");
+        assert!(
+            next <= Duration::from_millis(880),
+            "restarted from 800 ms: {next:?}"
+        );
     }
 
     #[test]
@@ -173,7 +193,14 @@ mod tests {
         assert_eq!(g.poll_timeout(), None);
         assert!(!g.poll_offer(t(1000.0), DOWN, &mut rng));
         let mut g = OfferGuard::new(t(0.0), &mut rng);
-        assert!(!g.poll_offer(t(0.0), Paths { relay_up: true, ice_up: true }, &mut rng));
+        assert!(!g.poll_offer(
+            t(0.0),
+            Paths {
+                relay_up: true,
+                ice_up: true
+            },
+            &mut rng
+        ));
         assert_eq!(g.poll_timeout(), None);
     }
 

@@ -1,7 +1,10 @@
 //! What the engine tells the app, in order.
 
+use crate::ice::IceState;
 use crate::keys::PublicKey;
 use crate::path::PathKind;
+use crate::relay::RelayState;
+use crate::signal::SignalState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -15,6 +18,12 @@ pub enum Event {
     },
     /// The peer list was replaced.
     PeersUpdated { count: usize },
+    /// The signal client's state changed.
+    SignalStateChanged(SignalState),
+    /// The home relay's state changed.
+    RelayStateChanged(RelayState),
+    /// A peer's ICE agent changed state.
+    IceStateChanged { peer: PublicKey, state: IceState },
     /// The engine stopped; no event follows.
     Stopped,
 }

@@ -22,6 +22,7 @@ pub use events::{Event, EVENT_CAPACITY};
 pub use status::{EngineStatus, PathStatus, PeerStatus};
 
 use crate::config::{EngineConfig, PeerConfig};
+use crate::conn::{ConnSetup, SignalSource};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::path::{Inbound, Path, PathId, INBOUND_CAPACITY};
 use crate::socket::{SocketError, SocketFactory};
@@ -47,6 +48,10 @@ pub struct EngineOptions {
     pub sockets: SocketFactory,
     /// The address the WireGuard UDP socket binds; the port comes from the configuration.
     pub listen_ip: IpAddr,
+    /// Signal to use instead of the configuration's server (the demo's in-process hub).
+    pub signal: Option<SignalSource>,
+    /// The tun interface's name, kept out of ICE's candidates.
+    pub tun_name: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -54,6 +59,8 @@ impl Default for EngineOptions {
         Self {
             sockets: SocketFactory::default(),
             listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            signal: None,
+            tun_name: None,
         }
     }
 }
@@ -66,6 +73,8 @@ pub enum EngineError {
     LocalAddr(std::io::Error),
     #[error("peer {0} is not configured")]
     UnknownPeer(PublicKey),
+    #[error("signal: {0}")]
+    Signal(#[from] crate::signal::SignalError),
 }
 
 /// A running engine. Dropping it without `stop` aborts its tasks.
@@ -73,7 +82,6 @@ pub struct Engine {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    inbound: mpsc::Sender<Inbound>,
 }
 
 /// State the data plane tasks share with the handle.
@@ -94,6 +102,19 @@ pub(crate) struct Shared {
     pub counters: EngineCounters,
     pub events: broadcast::Sender<Event>,
     next_path_id: AtomicU64,
+    /// Where non-direct paths deliver what they receive.
+    pub inbound: mpsc::Sender<Inbound>,
+    /// Bumped on every peer update, so the control plane follows.
+    pub peers_changed: watch::Sender<u64>,
+    /// The control plane's view of its servers, for status.
+    pub control: Mutex<ControlStatus>,
+}
+
+/// Signal and relay state as the control plane last saw them.
+#[derive(Debug, Clone, Default)]
+pub struct ControlStatus {
+    pub signal: Option<crate::signal::SignalState>,
+    pub relay: Option<crate::relay::RelayState>,
 }
 
 impl Engine {
@@ -113,6 +134,7 @@ impl Engine {
         let static_private = config.private_key.to_x25519();
         let static_public = x25519::PublicKey::from(&static_private);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let shared = Arc::new(Shared {
             rate_limiter: Arc::new(RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT)),
             static_private,
@@ -127,11 +149,18 @@ impl Engine {
             counters: EngineCounters::default(),
             events,
             next_path_id: AtomicU64::new(1),
+            inbound: inbound_tx,
+            peers_changed: watch::channel(0).0,
+            control: Mutex::new(ControlStatus::default()),
         });
+        let setup = ConnSetup::from_config(&config, &options.sockets, options.tun_name.as_deref());
+        let signal = options
+            .signal
+            .clone()
+            .or_else(|| crate::conn::setup_signal(&config, &options.sockets));
         shared.replace_peers(config.peers);
         let (shutdown, _) = watch::channel(false);
-        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(dataplane::tun_loop(shared.clone(), shutdown.subscribe())),
             tokio::spawn(dataplane::udp_loop(shared.clone(), shutdown.subscribe())),
             tokio::spawn(dataplane::inbound_loop(
@@ -141,12 +170,28 @@ impl Engine {
             )),
             tokio::spawn(dataplane::timer_loop(shared.clone(), shutdown.subscribe())),
         ];
+        if let Some(source) = signal {
+            let (handle, incoming) = match source {
+                SignalSource::Grpc(grpc) => crate::signal::connect_grpc(config.private_key.clone(), grpc)?,
+                SignalSource::Hub(hub) => hub.connect(config.private_key.clone()),
+            };
+            *shared.control.lock() = ControlStatus {
+                signal: Some(handle.state().borrow().clone()),
+                relay: None,
+            };
+            tasks.push(tokio::spawn(crate::conn::run(
+                shared.clone(),
+                setup,
+                handle,
+                incoming,
+                shutdown.subscribe(),
+            )));
+        }
         tracing::info!(key = %shared.public_key(), listen = %listen_addr, "engine started");
         Ok(Engine {
             shared,
             shutdown,
             tasks,
-            inbound: inbound_tx,
         })
     }
 
@@ -198,21 +243,12 @@ impl Engine {
     /// Attaches a path to a peer under `id` (from [`Engine::new_path_id`]). It becomes the
     /// active path if it outranks the current one.
     pub fn attach_path(&self, peer: &PublicKey, id: PathId, path: Arc<dyn Path>) -> Result<(), EngineError> {
-        let table = self.shared.table.load();
-        let p = table.by_key.get(peer).ok_or(EngineError::UnknownPeer(*peer))?;
-        let before = p.active_path().map(|a| a.id);
-        p.attach(id, path);
-        self.shared.report_path_change(p, before);
-        Ok(())
+        self.shared.attach_path(peer, id, path)
     }
 
     /// Detaches a path; traffic moves to the best remaining one.
     pub fn detach_path(&self, peer: &PublicKey, id: PathId) {
-        let table = self.shared.table.load();
-        let Some(p) = table.by_key.get(peer) else { return };
-        let before = p.active_path().map(|a| a.id);
-        p.detach(id);
-        self.shared.report_path_change(p, before);
+        self.shared.detach_path(peer, id);
     }
 
     /// Makes `id` the path that carries the peer's traffic.
@@ -229,7 +265,7 @@ impl Engine {
 
     /// Where non-direct paths deliver the datagrams they receive.
     pub fn inbound(&self) -> mpsc::Sender<Inbound> {
-        self.inbound.clone()
+        self.shared.inbound.clone()
     }
 
     /// Stops every task and closes the tun (if owned) and every socket before returning.
@@ -274,6 +310,23 @@ impl Shared {
         PathId(self.next_path_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    pub fn attach_path(&self, peer: &PublicKey, id: PathId, path: Arc<dyn Path>) -> Result<(), EngineError> {
+        let table = self.table.load();
+        let p = table.by_key.get(peer).ok_or(EngineError::UnknownPeer(*peer))?;
+        let before = p.active_path().map(|a| a.id);
+        p.attach(id, path);
+        self.report_path_change(p, before);
+        Ok(())
+    }
+
+    pub fn detach_path(&self, peer: &PublicKey, id: PathId) {
+        let table = self.table.load();
+        let Some(p) = table.by_key.get(peer) else { return };
+        let before = p.active_path().map(|a| a.id);
+        p.detach(id);
+        self.report_path_change(p, before);
+    }
+
     fn replace_peers(&self, peers: Vec<PeerConfig>) {
         let mut next_index = self.update_lock.lock();
         let previous = self.table.load();
@@ -294,6 +347,7 @@ impl Shared {
         let count = table.by_key.len();
         self.table.store(Arc::new(table));
         tracing::debug!(count, "peers updated");
+        self.peers_changed.send_modify(|n| *n += 1);
         let _ = self.events.send(Event::PeersUpdated { count });
     }
 
@@ -313,6 +367,7 @@ impl Shared {
     }
 
     fn status(&self) -> EngineStatus {
+        let control = self.control.lock().clone();
         let table = self.table.load();
         let mut peers: Vec<PeerStatus> = table.by_key.values().map(|p| status::peer_status(p)).collect();
         peers.sort_by_key(|p| p.public_key);
@@ -321,6 +376,8 @@ impl Shared {
             listen_addr: self.listen_addr,
             peers,
             drops: self.counters.snapshot(),
+            signal: control.signal,
+            relay: control.relay,
         }
     }
 }

@@ -13,6 +13,10 @@ pub struct EngineStatus {
     pub listen_addr: SocketAddr,
     pub peers: Vec<PeerStatus>,
     pub drops: EngineCountersSnapshot,
+    /// The signal client's state; `None` without signal.
+    pub signal: Option<crate::signal::SignalState>,
+    /// The home relay's state; `None` without relay.
+    pub relay: Option<crate::relay::RelayState>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +77,12 @@ impl std::fmt::Display for EngineStatus {
         writeln!(f, "interface")?;
         writeln!(f, "  public key: {}", self.public_key.to_base64())?;
         writeln!(f, "  listening on: {}", self.listen_addr)?;
+        if let Some(signal) = &self.signal {
+            writeln!(f, "  signal: {signal:?}")?;
+        }
+        if let Some(relay) = &self.relay {
+            writeln!(f, "  relay: {relay:?}")?;
+        }
         let d = &self.drops;
         writeln!(
             f,

@@ -124,7 +124,7 @@ mod tests {
     fn description(port: u16) -> OfferAnswer {
         let mut rng = rand::thread_rng();
         OfferAnswer {
-            ice: Some(IceCredentials::generate(&mut rng)),
+            ice: Some(IceCredentials::generate()),
             wg_listen_port: port,
             version: "test".into(),
             relay_server_address: None,

@@ -243,7 +243,7 @@ mod tests {
 
     fn offer_body() -> Vec<u8> {
         let offer = OfferAnswer {
-            ice: Some(IceCredentials::generate(&mut rand::thread_rng())),
+            ice: Some(IceCredentials::generate()),
             wg_listen_port: 1,
             version: "t".into(),
             relay_server_address: None,

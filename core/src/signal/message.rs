@@ -8,10 +8,8 @@ use rand::Rng;
 
 use super::proto::{self, Body, BodyType};
 
-/// ICE ufrag length pion generates (`lenUFrag`), letters only.
-pub const UFRAG_LEN: usize = 16;
-/// ICE password length pion generates (`lenPwd`), letters only.
-pub const PWD_LEN: usize = 32;
+/// One definition of ICE credentials, shared with the ICE worker.
+pub use crate::ice::{IceCredentials, PWD_LEN, UFRAG_LEN};
 /// RFC 8445 section 5.3: a ufrag has at least 4 ice-chars; peers may use other lengths than
 /// pion's, so the parser accepts the RFC's range.
 pub const UFRAG_MIN: usize = 4;
@@ -56,13 +54,6 @@ pub struct OfferAnswer {
     /// The relay server's IP the sender is connected to, a fallback when DNS fails.
     pub relay_server_ip: Option<IpAddr>,
     pub session_id: Option<SessionId>,
-}
-
-/// ICE username fragment and password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct IceCredentials {
-    pub ufrag: String,
-    pub pwd: String,
 }
 
 /// Identifies one ICE session of a peer (5 random bytes on the wire, hex in NetBird's logs).
@@ -147,7 +138,7 @@ impl SignalMessage {
 
 impl OfferAnswer {
     fn from_body(body: Body) -> Result<Self, MessageError> {
-        let ice = IceCredentials::parse(&body.payload)?;
+        let ice = parse_credentials(&body.payload)?;
         let wg_listen_port =
             u16::try_from(body.wg_listen_port).map_err(|_| MessageError::ListenPort(body.wg_listen_port))?;
         // NetBird's `convertToOfferAnswer` ignores a malformed session id or relay IP rather than
@@ -188,46 +179,29 @@ impl OfferAnswer {
     }
 }
 
-impl IceCredentials {
-    /// Fresh credentials as pion makes them: 16 and 32 random ASCII letters.
-    pub fn generate(rng: &mut impl Rng) -> Self {
-        Self {
-            ufrag: random_letters(rng, UFRAG_LEN),
-            pwd: random_letters(rng, PWD_LEN),
-        }
+/// Parses `"ufrag:pwd"`; `":"` (both empty) means the sender runs without ICE.
+pub fn parse_credentials(payload: &str) -> Result<Option<IceCredentials>, MessageError> {
+    let Some((ufrag, pwd)) = payload.split_once(':') else {
+        return Err(MessageError::NoSeparator);
+    };
+    if ufrag.is_empty() && pwd.is_empty() {
+        return Ok(None);
     }
-
-    /// Parses `"ufrag:pwd"`; `":"` (both empty) means the sender runs without ICE.
-    pub fn parse(payload: &str) -> Result<Option<Self>, MessageError> {
-        let Some((ufrag, pwd)) = payload.split_once(':') else {
-            return Err(MessageError::NoSeparator);
-        };
-        if ufrag.is_empty() && pwd.is_empty() {
-            return Ok(None);
-        }
-        if !(UFRAG_MIN..=CREDENTIAL_MAX).contains(&ufrag.len()) {
-            return Err(MessageError::UfragLength(ufrag.len()));
-        }
-        // A second ':' lands in the password and is refused as a character below, as NetBird's
-        // `strings.Split` refuses three parts.
-        if !(PWD_MIN..=CREDENTIAL_MAX).contains(&pwd.len()) {
-            return Err(MessageError::PwdLength(pwd.len()));
-        }
-        if !ufrag.bytes().chain(pwd.bytes()).all(is_ice_char) {
-            return Err(MessageError::CredentialCharacter);
-        }
-        Ok(Some(Self {
-            ufrag: ufrag.to_owned(),
-            pwd: pwd.to_owned(),
-        }))
+    if !(UFRAG_MIN..=CREDENTIAL_MAX).contains(&ufrag.len()) {
+        return Err(MessageError::UfragLength(ufrag.len()));
     }
-}
-
-impl fmt::Debug for IceCredentials {
-    /// The password authenticates connectivity checks: never printed.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IceCredentials {{ ufrag: {:?}, pwd: .. }}", self.ufrag)
+    // A second ':' lands in the password and is refused as a character below, as NetBird's
+    // `strings.Split` refuses three parts.
+    if !(PWD_MIN..=CREDENTIAL_MAX).contains(&pwd.len()) {
+        return Err(MessageError::PwdLength(pwd.len()));
     }
+    if !ufrag.bytes().chain(pwd.bytes()).all(is_ice_char) {
+        return Err(MessageError::CredentialCharacter);
+    }
+    Ok(Some(IceCredentials {
+        ufrag: ufrag.to_owned(),
+        pwd: pwd.to_owned(),
+    }))
 }
 
 impl SessionId {
@@ -278,16 +252,6 @@ fn is_ice_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
 }
 
-fn random_letters(rng: &mut impl Rng, len: usize) -> String {
-    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    (0..len)
-        .map(|_| {
-            let i = rng.gen_range(0..LETTERS.len());
-            LETTERS.get(i).copied().map_or('a', char::from)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,7 +260,7 @@ mod tests {
     fn offer() -> OfferAnswer {
         let mut rng = rand::thread_rng();
         OfferAnswer {
-            ice: Some(IceCredentials::generate(&mut rng)),
+            ice: Some(IceCredentials::generate()),
             wg_listen_port: 51820,
             version: "peerlink-0.1.0".into(),
             relay_server_address: Some("rels://relay.example:443".into()),
@@ -307,7 +271,7 @@ mod tests {
 
     #[test]
     fn generated_credentials_are_pion_shaped() {
-        let c = IceCredentials::generate(&mut rand::thread_rng());
+        let c = IceCredentials::generate();
         assert_eq!(c.ufrag.len(), UFRAG_LEN);
         assert_eq!(c.pwd.len(), PWD_LEN);
         assert!(c
@@ -475,7 +439,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_ice_password() {
-        let c = IceCredentials::generate(&mut rand::thread_rng());
+        let c = IceCredentials::generate();
         assert!(!format!("{c:?}").contains(&c.pwd));
     }
 

@@ -27,7 +27,7 @@ pub use grpc::{connect_grpc, GrpcSignalConfig};
 pub use handshaker::{HandshakeEvent, Handshaker};
 pub use hub::SignalHub;
 pub use inbound::{SignalCounters, LOG_INTERVAL, MAX_BODY_LEN};
-pub use message::{IceCredentials, MessageError, OfferAnswer, SessionId, SignalMessage};
+pub use message::{parse_credentials, IceCredentials, MessageError, OfferAnswer, SessionId, SignalMessage};
 
 use crate::keys::{PrivateKey, PublicKey};
 use inbound::CounterCells;

@@ -1,0 +1,85 @@
+//! What the control plane is built from: the validated configuration turned into the signal,
+//! relay and ICE settings of their modules.
+
+use crate::config::{EngineConfig, IceSpec};
+use crate::ice::{IceConfig, InterfaceFilter, TurnServer};
+use crate::relay::RelayManagerConfig;
+use crate::signal::{GrpcSignalConfig, SignalHub};
+use crate::socket::SocketFactory;
+
+/// Where signal comes from.
+#[derive(Clone)]
+pub enum SignalSource {
+    /// NetBird's signal server.
+    Grpc(GrpcSignalConfig),
+    /// An in-process hub (the demo, tests).
+    Hub(SignalHub),
+}
+
+impl std::fmt::Debug for SignalSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignalSource::Grpc(c) => write!(f, "Grpc({})", c.url),
+            SignalSource::Hub(_) => f.write_str("Hub"),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ConnSetup {
+    pub relay: Option<RelayManagerConfig>,
+    pub ice: Option<IceConfig>,
+}
+
+impl ConnSetup {
+    /// The relay and ICE settings of `config`; `tun_name` is left out of ICE's interfaces.
+    pub fn from_config(config: &EngineConfig, sockets: &SocketFactory, tun_name: Option<&str>) -> Self {
+        let own = config.private_key.public_key();
+        let relay = config.relay.as_ref().map(|r| {
+            let mut c = RelayManagerConfig::new(own, r.urls.clone(), r.token.clone());
+            c.sockets = sockets.clone();
+            c
+        });
+        let ice = config.ice.as_ref().map(|i| ice_config(i, tun_name));
+        Self { relay, ice }
+    }
+}
+
+/// The signal source a configuration names, if any.
+pub fn signal_source(config: &EngineConfig, sockets: &SocketFactory) -> Option<SignalSource> {
+    let s = config.signal.as_ref()?;
+    let mut grpc = GrpcSignalConfig::new(s.url.clone());
+    grpc.extra_ca_pem = s.ca_pem.as_ref().map(|p| p.as_bytes().to_vec());
+    grpc.sockets = sockets.clone();
+    Some(SignalSource::Grpc(grpc))
+}
+
+fn ice_config(spec: &IceSpec, tun_name: Option<&str>) -> IceConfig {
+    let mut interfaces = match &spec.interfaces {
+        Some(names) => InterfaceFilter {
+            excluded_prefixes: Vec::new(),
+            excluded_names: Vec::new(),
+            only_names: names.clone(),
+            include_loopback: names.iter().any(|n| n.starts_with("lo")),
+        },
+        None => InterfaceFilter::default(),
+    };
+    if let Some(tun) = tun_name {
+        interfaces = interfaces.excluding(tun);
+    }
+    IceConfig {
+        stun_urls: spec.stun.clone(),
+        turn_servers: spec
+            .turn
+            .iter()
+            .map(|t| TurnServer {
+                url: t.url.clone(),
+                username: t.username.clone(),
+                credential: t.credential.clone(),
+            })
+            .collect(),
+        force_turn: spec.force_turn,
+        interfaces,
+        ..IceConfig::default()
+    }
+}

@@ -1,0 +1,94 @@
+//! Two engines that know only each other's keys find each other through an in-process signal
+//! hub, negotiate ICE (host candidates on loopback) and carry WireGuard over it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::{peer, spec, Node, WAIT};
+use peerlink_core::conn::SignalSource;
+use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
+use peerlink_core::path::PathKind;
+use peerlink_core::signal::SignalHub;
+use peerlink_core::tun::{packet_socketpair, FdOwnership, Framing, Tun};
+use peerlink_core::{Engine, EngineOptions, EngineSpec, IceSpec, PrivateKey};
+
+fn ice_spec() -> IceSpec {
+    IceSpec {
+        interfaces: Some(vec!["lo".into()]),
+        ..Default::default()
+    }
+}
+
+fn start(spec: EngineSpec, hub: &SignalHub) -> (Engine, Tun) {
+    let (e, o) = packet_socketpair().unwrap();
+    let tun = Tun::from_fd(e, Framing::RawIp, FdOwnership::Owned).unwrap();
+    let os = Tun::from_fd(o, Framing::RawIp, FdOwnership::Owned).unwrap();
+    let options = EngineOptions {
+        listen_ip: "127.0.0.1".parse().unwrap(),
+        signal: Some(SignalSource::Hub(hub.clone())),
+        ..Default::default()
+    };
+    (Engine::start(spec.validate().unwrap(), tun, options).unwrap(), os)
+}
+
+fn node(n: u8, own: &PrivateKey, other: &PrivateKey, other_n: u8, hub: &SignalHub) -> Node {
+    let mut s = spec(own, n);
+    s.peers.push(peer(other, other_n, None));
+    s.ice = Some(ice_spec());
+    s.signal = Some(peerlink_core::SignalSpec {
+        url: "http://unused.invalid".into(),
+        ca_pem: None,
+    });
+    let (engine, os) = start(s, hub);
+    Node {
+        engine,
+        os,
+        key: own.clone(),
+        v4: format!("10.99.0.{n}").parse().unwrap(),
+        v6: format!("fd99::{n}").parse().unwrap(),
+    }
+}
+
+async fn wait_for_path(node: &Node, kind: PathKind) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut events = node.engine.subscribe();
+    while node.engine.status().peers[0].active_path != Some(kind) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {kind} path: {:#?}",
+            node.engine.status()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_without_endpoints_connect_over_ice_through_signal() {
+    let hub = SignalHub::new();
+    let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+    let a = node(1, &ka, &kb, 2, &hub);
+    let b = node(2, &kb, &ka, 1, &hub);
+    wait_for_path(&a, PathKind::IceP2p).await;
+    wait_for_path(&b, PathKind::IceP2p).await;
+    for (from, to, seq) in [(&a, &b, 1u16), (&b, &a, 2)] {
+        from.os
+            .send(&icmp_echo_request(from.v4, to.v4, 3, seq, 32).unwrap())
+            .await
+            .unwrap();
+        let req = to
+            .recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == seq))
+            .await;
+        to.os.send(&echo_reply_to(&req).unwrap()).await.unwrap();
+        from.recv_matching(|p| parse_echo(p).is_some_and(|e| e.reply && e.seq == seq))
+            .await;
+    }
+    let s = a.engine.status();
+    assert!(s.peers[0].is_connected(), "{s:#?}");
+    assert_eq!(s.peers[0].active_path, Some(PathKind::IceP2p), "{s:#?}");
+    eprintln!("{s}");
+    a.engine.stop().await;
+    b.engine.stop().await;
+}
