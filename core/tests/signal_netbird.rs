@@ -294,13 +294,13 @@ fn tls_with_a_self_signed_ca_given_to_the_client() {
 }
 
 /// Interop with NetBird's own Go signal client: each side parses the other's offer and answer.
-/// Needs a small Go helper on NetBird's `shared/signal/client` (`PEERLINK_NB_SIGNAL_PEER`, flags
-/// `-addr host:port -key <private> -peer <public>`; it sends one OFFER, answers offers, and
-/// prints `got TYPE from KEY payload=".." ..` per message); skipped without it.
+/// The partner is `nb-signal-peer` (tests/netbird/cmd/nb-signal-peer, on NetBird's
+/// `shared/signal/client`): it sends one OFFER, answers offers, and prints
+/// `got TYPE from KEY payload=".." ..` per message.
 #[test]
 fn interop_with_netbirds_go_signal_client() {
-    let Some(peer_bin) = std::env::var_os("PEERLINK_NB_SIGNAL_PEER").map(PathBuf::from) else {
-        println!("skipping: PEERLINK_NB_SIGNAL_PEER (NetBird Go signal peer) not set");
+    let Some(peer_bin) = lab_tool("nb-signal-peer", "PEERLINK_NB_SIGNAL_PEER") else {
+        println!("skipping: nb-signal-peer not built (run tests/lab/build-tools.sh)");
         return;
     };
     let Some(lab) = Lab::new() else { return };
@@ -525,7 +525,7 @@ static HOST_NETWORK: Mutex<()> = Mutex::new(());
 
 impl Lab {
     fn new() -> Option<Self> {
-        let Some(bin) = nb_signal() else {
+        let Some(bin) = lab_tool("nb-signal", "PEERLINK_NB_SIGNAL") else {
             println!("skipping: nb-signal not built (run tests/lab/build-tools.sh)");
             return None;
         };
@@ -557,14 +557,16 @@ impl Lab {
     }
 }
 
-fn nb_signal() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PEERLINK_NB_SIGNAL") {
+/// A binary from tests/lab/build-tools.sh: at `$env` if set, else in
+/// `${PEERLINK_CACHE:-$HOME/.cache/peerlink}/bin`; `None` when it is not there.
+fn lab_tool(name: &str, env: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let cache = std::env::var_os("PEERLINK_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/peerlink")))?;
-    Some(cache.join("bin/nb-signal")).filter(|p| p.is_file())
+    Some(cache.join("bin").join(name)).filter(|p| p.is_file())
 }
 
 /// Moves this thread (and the threads and processes it starts from now on) into a new network

@@ -2,6 +2,7 @@
 # Build the Go lab tools into ${PEERLINK_CACHE:-$HOME/.cache/peerlink}/bin:
 #   nb-signal, nb-relay   NetBird v0.77.1 signal and relay servers (tests/netbird)
 #   nb-relay-peer         one-shot relay peer on NetBird's relay client (tests/netbird)
+#   nb-signal-peer        interop peer on NetBird's Go signal client (tests/netbird)
 #   wireguard-go          userspace WireGuard, pinned pseudo-version below
 # Idempotent: each group is rebuilt only when a binary is missing or its stamp
 # (hash of tests/netbird sources + Go version, or the wireguard-go version)
@@ -35,7 +36,7 @@ export CGO_ENABLED=${CGO_ENABLED:-0}
 mkdir -p "$bin"
 
 # --- NetBird tools -----------------------------------------------------------
-nb_tools=(nb-signal nb-relay nb-relay-peer)
+nb_tools=(nb-signal nb-relay nb-relay-peer nb-signal-peer)
 nb_stamp=$(
     cd "$src"
     { find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 |
@@ -50,7 +51,7 @@ if ((need)); then
     start=$SECONDS
     (cd "$src" && go build -trimpath \
         -ldflags "-s -w -X github.com/netbirdio/netbird/version.version=$NETBIRD_VERSION" \
-        -o "$bin/" ./cmd/nb-signal ./cmd/nb-relay ./cmd/nb-relay-peer)
+        -o "$bin/" ./cmd/nb-signal ./cmd/nb-relay ./cmd/nb-relay-peer ./cmd/nb-signal-peer)
     echo "$nb_stamp" >"$bin/.netbird.stamp"
     echo "build-tools: NetBird tools built in $((SECONDS - start)) s" >&2
 else

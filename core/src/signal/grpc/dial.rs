@@ -1,24 +1,17 @@
-//! How the gRPC client reaches the server through a protected socket.
-//!
-//! tonic's custom-connector hook (`Endpoint::connect_with_connector`) wants a connection type
-//! that implements hyper's I/O traits, and neither hyper nor hyper-util is a dependency of this
-//! crate. So tonic talks to a loopback listener of ours, and each connection it makes there is
-//! spliced to a TCP connection that [`SocketFactory::tcp_connect`] opened (and, on Android,
-//! protected). TLS still runs end to end inside tonic: the endpoint is `https://127.0.0.1:port`
-//! with the real host as TLS server name and as the request's authority. Loopback traffic never
-//! enters the VPN, so the loopback leg needs no protection.
+//! How the gRPC client reaches the server: tonic's channel runs over TCP connections that
+//! [`SocketFactory::tcp_connect`] opens (and, on Android, protects from the VPN), through
+//! tonic's custom-connector hook. tonic layers its TLS on top of whatever the connector returns
+//! when the endpoint is `https://` and has a TLS config, so TLS stays tonic's, end to end.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
 use crate::signal::SignalError;
-use crate::socket::SocketFactory;
+use crate::socket::{SocketError, SocketFactory};
 
 /// NetBird's client keepalive (client/grpc/dialer.go): an HTTP/2 ping every 30 s.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -26,8 +19,67 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// NetBird's `ConnectTimeout` (shared/management/client/grpc.go), for DNS plus TCP plus TLS.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause after a failed `accept` (descriptor exhaustion), so the loop does not spin.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Opens channels to one signal server, each on its own protected connection.
+pub(crate) struct Dialer {
+    endpoint: Endpoint,
+    target: Arc<Target>,
+    sockets: SocketFactory,
+}
+
+impl Dialer {
+    pub fn new(
+        target: Target,
+        tls: Option<ClientTlsConfig>,
+        sockets: SocketFactory,
+    ) -> Result<Self, SignalError> {
+        let endpoint = Endpoint::from(target.origin.clone())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+        let endpoint = match tls {
+            Some(tls) => endpoint
+                .tls_config(tls)
+                .map_err(|e| SignalError::Tls(e.to_string()))?,
+            None => endpoint,
+        };
+        Ok(Self {
+            endpoint,
+            target: Arc::new(target),
+            sockets,
+        })
+    }
+
+    /// A channel that connects on first use. A failed dial surfaces as an `Unavailable` status
+    /// whose message is the [`DialError`]; the connect timeout covers the dial and TLS.
+    pub fn channel(&self) -> Channel {
+        let target = self.target.clone();
+        let sockets = self.sockets.clone();
+        // The URI tonic passes is the endpoint's, i.e. the target's: nothing new to read in it.
+        let connector = tower::service_fn(move |_: Uri| {
+            let target = target.clone();
+            let sockets = sockets.clone();
+            async move {
+                let stream = dial(&target, &sockets).await.inspect_err(|e| {
+                    tracing::debug!(host = %target.host, port = target.port, error = %e, "signal dial failed");
+                })?;
+                Ok::<_, DialError>(TokioIo::new(stream))
+            }
+        });
+        self.endpoint.connect_with_connector_lazy(connector)
+    }
+}
+
+/// Why no TCP connection to the server could be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    #[error("resolving {host}: {source}")]
+    Resolve { host: String, source: std::io::Error },
+    #[error("{host} resolved to no address")]
+    NoAddress { host: String },
+    #[error(transparent)]
+    Connect(SocketError),
+}
 
 /// Where the signal server is, from its URL.
 #[derive(Debug, Clone)]
@@ -95,139 +147,24 @@ pub(crate) fn tls_config(
     Ok(config)
 }
 
-/// The tonic endpoint for `target`, reached through a splice listening on `local`.
-pub(crate) fn endpoint(
-    target: &Target,
-    local: SocketAddr,
-    tls: Option<ClientTlsConfig>,
-) -> Result<Endpoint, SignalError> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let endpoint = Endpoint::from_shared(format!("{scheme}://{local}"))
-        .map_err(|e| SignalError::Transport(e.to_string()))?
-        .origin(target.origin.clone())
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
-    match tls {
-        Some(tls) => endpoint
-            .tls_config(tls)
-            .map_err(|e| SignalError::Tls(e.to_string())),
-        None => Ok(endpoint),
-    }
-}
-
-/// A loopback listener whose every connection is spliced to the target through a protected
-/// socket. Dropping it stops the listener and every splice.
-pub(crate) struct Splice {
-    pub local: SocketAddr,
-    /// Why the last dial to the real server failed.
-    pub dial_error: DialError,
-    task: JoinHandle<()>,
-}
-
-/// Why the last dial to the real server failed, so that a failed call names the real cause
-/// (connection refused, DNS) rather than the loopback leg's "connection closed".
-#[derive(Clone, Default)]
-pub(crate) struct DialError(Arc<Mutex<Option<String>>>);
-
-impl DialError {
-    pub fn get(&self) -> Option<String> {
-        self.0.lock().clone()
-    }
-
-    pub fn clear(&self) {
-        *self.0.lock() = None;
-    }
-
-    fn set(&self, error: String) {
-        *self.0.lock() = Some(error);
-    }
-}
-
-impl Splice {
-    /// Binds the loopback listener. Must be called inside a tokio runtime.
-    pub fn start(target: Target, sockets: SocketFactory) -> Result<Self, SignalError> {
-        let fail = |e: std::io::Error| SignalError::Transport(format!("loopback splice: {e}"));
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(fail)?;
-        listener.set_nonblocking(true).map_err(fail)?;
-        let listener = TcpListener::from_std(listener).map_err(fail)?;
-        let local = listener.local_addr().map_err(fail)?;
-        let dial_error = DialError::default();
-        let task = tokio::spawn(accept_loop(
-            listener,
-            Arc::new(target),
-            sockets,
-            dial_error.clone(),
-        ));
-        Ok(Self {
-            local,
-            dial_error,
-            task,
-        })
-    }
-}
-
-impl Drop for Splice {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    target: Arc<Target>,
-    sockets: SocketFactory,
-    dial_error: DialError,
-) {
-    // Dropped with this task: aborting the loop aborts every splice.
-    let mut splices = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((local, _)) => {
-                    splices.spawn(splice(local, target.clone(), sockets.clone(), dial_error.clone()));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "signal splice accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                }
-            },
-            Some(_) = splices.join_next() => {}
-        }
-    }
-}
-
-async fn splice(mut local: TcpStream, target: Arc<Target>, sockets: SocketFactory, dial_error: DialError) {
-    let dialed = tokio::time::timeout(CONNECT_TIMEOUT, dial(&target, &sockets)).await;
-    let mut remote = match dialed {
-        Ok(Ok(remote)) => remote,
-        Ok(Err(e)) => {
-            tracing::debug!(host = %target.host, port = target.port, error = %e, "signal dial failed");
-            dial_error.set(e);
-            return;
-        }
-        Err(_) => {
-            dial_error.set(format!("no TCP connection within {CONNECT_TIMEOUT:?}"));
-            return;
-        }
-    };
-    let _ = local.set_nodelay(true);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut local, &mut remote).await {
-        tracing::trace!(error = %e, "signal splice ended");
-    }
-}
-
 /// Resolves the target and connects to the first address that answers, through the factory.
-async fn dial(target: &Target, sockets: &SocketFactory) -> Result<TcpStream, String> {
+async fn dial(target: &Target, sockets: &SocketFactory) -> Result<TcpStream, DialError> {
     let addrs = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
-        .map_err(|e| format!("resolving {}: {e}", target.host))?;
-    let mut last = format!("{} resolved to no address", target.host);
+        .map_err(|source| DialError::Resolve {
+            host: target.host.clone(),
+            source,
+        })?;
+    let mut last = DialError::NoAddress {
+        host: target.host.clone(),
+    };
     for addr in addrs {
         match sockets.tcp_connect(addr).await {
             Ok(stream) => return Ok(stream),
-            Err(e) => last = e.to_string(),
+            Err(e) => {
+                tracing::trace!(addr = %addr, error = %e, "signal server address did not answer");
+                last = DialError::Connect(e);
+            }
         }
     }
     Err(last)
@@ -269,5 +206,34 @@ mod tests {
             tls_config(&t, Some(b"garbage")),
             Err(SignalError::BadCaPem)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_dial_names_the_address_in_the_status() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let target = Target::parse(&format!("http://{closed}")).unwrap();
+        let dialer = Dialer::new(target, None, SocketFactory::default()).unwrap();
+
+        let status = unary_send(dialer.channel()).await.unwrap_err();
+
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            status.message().contains(&format!("connecting to {closed}")),
+            "{status:?}"
+        );
+    }
+
+    async fn unary_send(channel: Channel) -> Result<(), tonic::Status> {
+        use crate::signal::proto::{EncryptedMessage, SEND_PATH};
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let codec = tonic_prost::ProstCodec::<EncryptedMessage, EncryptedMessage>::default();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(SEND_PATH);
+        grpc.unary(tonic::Request::new(EncryptedMessage::default()), path, codec)
+            .await
+            .map(drop)
     }
 }

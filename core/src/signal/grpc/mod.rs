@@ -62,19 +62,16 @@ pub fn connect_grpc(
         .tls
         .then(|| dial::tls_config(&target, config.extra_ca_pem.as_deref()))
         .transpose()?;
-    let splice = dial::Splice::start(target.clone(), config.sockets.clone())?;
-    let endpoint = dial::endpoint(&target, splice.local, tls)?;
+    let dialer = dial::Dialer::new(target, tls, config.sockets)?;
     let (parts, incoming) = Parts::new(private_key, SignalState::Connecting);
     let channel = ChannelSlot::default();
     let sender = Sender {
         channel: channel.clone(),
-        dial_error: splice.dial_error.clone(),
     };
     let (closing, reconnect) = parts.steering();
     let task = tokio::spawn(run::run(run::RunContext {
         private_key: parts.private_key.clone(),
-        endpoint,
-        splice,
+        dialer,
         channel,
         sender: sender.clone(),
         state_tx: parts.state_tx.clone(),
@@ -109,7 +106,6 @@ impl ChannelSlot {
 #[derive(Clone)]
 pub(crate) struct Sender {
     channel: ChannelSlot,
-    dial_error: dial::DialError,
 }
 
 impl Sender {
@@ -124,12 +120,7 @@ impl Sender {
             };
             match tokio::time::timeout(SEND_ATTEMPT_TIMEOUT, send_once(channel, msg.clone())).await {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(status)) => {
-                    last = match self.dial_error.get() {
-                        Some(dial) => format!("connecting to the server: {dial}"),
-                        None => format!("{}: {}", status.code(), status.message()),
-                    }
-                }
+                Ok(Err(status)) => last = format!("{}: {}", status.code(), status.message()),
                 Err(_) => last = format!("no answer within {SEND_ATTEMPT_TIMEOUT:?}"),
             }
             tracing::debug!(to = %to, attempt, error = %last, "signal send failed");

@@ -12,10 +12,10 @@ use tokio::task::JoinHandle;
 use tonic::codec::Streaming;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 
-use super::dial::{Splice, CONNECT_TIMEOUT};
+use super::dial::{Dialer, CONNECT_TIMEOUT};
 use super::{ChannelSlot, Sender, MAX_DECODE_LEN};
 use crate::clock::Instant;
 use crate::keys::PrivateKey;
@@ -36,8 +36,7 @@ const REPLACED_MESSAGE: &str = "peer registered again";
 
 pub(crate) struct RunContext {
     pub private_key: PrivateKey,
-    pub endpoint: Endpoint,
-    pub splice: Splice,
+    pub dialer: Dialer,
     pub channel: ChannelSlot,
     pub sender: Sender,
     pub state_tx: Arc<watch::Sender<SignalState>>,
@@ -141,9 +140,8 @@ async fn backoff_pause(
 
 /// One stream on a fresh channel (tonic channels do not always recover on their own).
 async fn session(ctx: &RunContext, inbound: &mut Inbound, closing: &mut watch::Receiver<bool>) -> SessionEnd {
-    let channel = ctx.endpoint.connect_lazy();
+    let channel = ctx.dialer.channel();
     ctx.channel.set(channel.clone());
-    ctx.splice.dial_error.clear();
     let own = ctx.private_key.public_key().to_base64();
     let opened = tokio::select! {
         biased;
@@ -157,11 +155,8 @@ async fn session(ctx: &RunContext, inbound: &mut Inbound, closing: &mut watch::R
     };
     let mut stream = match opened {
         Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => return failed(with_dial_error(error, ctx.splice.dial_error.get())),
-        Err(_) => {
-            let error = SignalError::RegistrationTimeout(REGISTRATION_TIMEOUT);
-            return failed(with_dial_error(error, ctx.splice.dial_error.get()));
-        }
+        Ok(Err(error)) => return failed(error),
+        Err(_) => return failed(SignalError::RegistrationTimeout(REGISTRATION_TIMEOUT)),
     };
     CounterCells::bump(&ctx.counters.registrations);
     ctx.state_tx.send_replace(SignalState::Connected);
@@ -238,12 +233,6 @@ fn classify(status: &tonic::Status) -> SignalError {
         return SignalError::Replaced;
     }
     SignalError::Transport(format!("{}: {}", status.code(), status.message()))
-}
-
-/// Names the real cause when the loopback leg only saw a closed connection.
-fn with_dial_error(error: SignalError, dial_error: Option<String>) -> SignalError {
-    let Some(dial) = dial_error else { return error };
-    SignalError::Transport(format!("connecting to the server: {dial}"))
 }
 
 /// A HEARTBEAT from us to us: the server routes it back on our stream.
