@@ -144,6 +144,8 @@ pub fn interface_settings(config: EngineConfig) -> Result<InterfaceSettings, Pee
 #[derive(Debug, Clone)]
 pub(crate) struct Validated {
     pub core: peerlink_core::EngineConfig,
+    /// Derived once: an X25519 scalar multiplication is not free.
+    public_key: PublicKey,
     pub dns_servers: Vec<IpAddr>,
     pub framing: Framing,
     pub fd_ownership: FdOwnership,
@@ -175,6 +177,7 @@ impl Validated {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
+            public_key: core.private_key.public_key(),
             core,
             dns_servers,
             framing: config.framing.map_or_else(platform_framing, Framing::from),
@@ -185,7 +188,7 @@ impl Validated {
     }
 
     pub fn public_key(&self) -> PublicKey {
-        self.core.private_key.public_key()
+        self.public_key
     }
 
     /// Replaces the peers after validating them against this engine's key.
