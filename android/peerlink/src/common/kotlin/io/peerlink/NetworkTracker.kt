@@ -1,30 +1,42 @@
 package io.peerlink
 
 /**
- * Which non-VPN networks with internet the platform reports, and whether that changed the
- * picture the engine must hear about. Android's `NetworkCallback` feeds it network handles;
- * Apple's `NWPathMonitor` reports a single path, which is one "network" here.
+ * Which non-VPN networks with internet the platform reports, and whether a report changes the
+ * picture the engine must hear about. Android's `NetworkCallback` feeds it network handles and
+ * link addresses; Apple's `NWPathMonitor` reports one path, which is one "network" here.
  *
- * Not thread-safe on its own: the owner calls it from one thread (Android delivers network
- * callbacks on one thread per callback) or under a lock.
+ * Not thread-safe on its own: the owner calls it under a lock.
  */
 class NetworkTracker {
-    private val networks = LinkedHashSet<Long>()
+    /** Each known network's link addresses (empty until the platform told us). */
+    private val networks = LinkedHashMap<Long, Set<String>>()
 
     val online: Boolean get() = networks.isNotEmpty()
 
     /** The networks in the order they appeared (Android: for `setUnderlyingNetworks`). */
-    val current: List<Long> get() = networks.toList()
+    val current: List<Long> get() = networks.keys.toList()
 
     /**
-     * A network appeared or changed (new addresses, e.g. after a DHCP renewal). Always
-     * something to tell the engine: even the same network may now have a new address.
+     * A network is up, with [addresses] if known (Android's `onLinkPropertiesChanged`). News
+     * for the engine if the network is new or its addresses changed (a DHCP renewal, a new
+     * IPv6 prefix): its sockets may have to move.
      */
-    fun available(network: Long): Boolean {
-        networks.add(network)
-        return true
+    fun available(network: Long, addresses: Set<String>? = null): Boolean {
+        val known = networks[network]
+        return when {
+            known == null -> {
+                networks[network] = addresses.orEmpty()
+                true
+            }
+            addresses == null || addresses == known -> false
+            else -> {
+                networks[network] = addresses
+                // Learning the first addresses of a network just announced is not a change.
+                known.isNotEmpty()
+            }
+        }
     }
 
-    /** A network went away; worth telling the engine only if it was one we knew. */
-    fun lost(network: Long): Boolean = networks.remove(network)
+    /** A network went away; news only if it was one we knew. */
+    fun lost(network: Long): Boolean = networks.remove(network) != null
 }

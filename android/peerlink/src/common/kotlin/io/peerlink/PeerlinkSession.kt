@@ -87,10 +87,13 @@ class PeerlinkSession(
         }
     }
 
-    /** Android `NetworkCallback.onAvailable` / `onLinkPropertiesChanged`; Apple: a satisfied path. */
+    /**
+     * Android `NetworkCallback.onAvailable` (addresses unknown) and `onLinkPropertiesChanged`;
+     * Apple: a satisfied path. Tells the engine only when something changed.
+     */
     @Synchronized
-    fun networkAvailable(network: Long) {
-        if (this.network.available(network)) engine.networkChanged(true)
+    fun networkAvailable(network: Long, addresses: Set<String>? = null) {
+        if (this.network.available(network, addresses)) engine.networkChanged(true)
     }
 
     /** Android `NetworkCallback.onLost`; Apple: an unsatisfied path. */

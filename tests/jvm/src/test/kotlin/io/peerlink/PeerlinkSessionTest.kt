@@ -138,15 +138,17 @@ class ReducerTest {
     }
 
     @Test
-    fun `the network tracker reports changes once per network`() {
+    fun `the network tracker reports new networks, address changes and losses once`() {
         val n = NetworkTracker()
         assertFalse(n.online)
-        assertTrue(n.available(1))
-        assertTrue(n.available(2))
-        assertTrue(n.available(1), "the same network with new addresses is news too")
+        assertTrue(n.available(1), "a new network")
+        assertFalse(n.available(1, setOf("192.0.2.7")), "its first addresses are not a change")
+        assertFalse(n.available(1, setOf("192.0.2.7")), "nor the same ones again")
+        assertTrue(n.available(1, setOf("192.0.2.8")), "new addresses on the same network")
+        assertTrue(n.available(2, setOf("198.51.100.1")))
         assertEquals(listOf(1L, 2L), n.current)
         assertTrue(n.lost(1))
-        assertFalse(n.lost(1))
+        assertFalse(n.lost(1), "already gone")
         assertTrue(n.online)
         assertTrue(n.lost(2))
         assertFalse(n.online)
