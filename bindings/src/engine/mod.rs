@@ -349,3 +349,121 @@ fn join_error(e: JoinError) -> PeerlinkError {
         PeerlinkError::internal("the engine's task was cancelled (the engine is shutting down)")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::config;
+    use crate::status::PathKind;
+    use peerlink_core::tun::packet_socketpair;
+
+    /// Drives the engine's async methods the way a foreign executor would: from a thread that
+    /// is not one of the engine's.
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn drain(engine: &Engine) -> Vec<Event> {
+        block_on(async {
+            let mut events = Vec::new();
+            while let Some(e) = engine.next_event().await {
+                events.push(e);
+            }
+            events
+        })
+    }
+
+    #[test]
+    fn a_run_opens_with_started_and_ends_with_stopped_then_none() {
+        let engine = Engine::new(config(), None).unwrap();
+        let (tun, os) = packet_socketpair().unwrap();
+        engine.start(tun).unwrap();
+        let port = engine.status().unwrap().listen_port;
+        block_on(engine.stop()).unwrap();
+        let events = drain(&engine);
+        assert_eq!(
+            events.first(),
+            Some(&Event::Started { listen_port: port }),
+            "{events:?}"
+        );
+        assert_eq!(
+            events.get(1),
+            Some(&Event::PeersUpdated { count: 1 }),
+            "{events:?}"
+        );
+        assert!(
+            matches!(
+                events.get(2),
+                Some(Event::PathChanged {
+                    kind: Some(PathKind::Direct),
+                    ..
+                })
+            ),
+            "{events:?}"
+        );
+        assert_eq!(events.last(), Some(&Event::Stopped), "{events:?}");
+        assert_eq!(engine.status(), Err(PeerlinkError::NotStarted));
+        // SAFETY: closing the test's own end.
+        unsafe { libc::close(os) };
+    }
+
+    #[test]
+    fn set_tun_keeps_the_port_and_the_event_queue() {
+        let engine = Engine::new(config(), None).unwrap();
+        let (tun, os) = packet_socketpair().unwrap();
+        engine.start(tun).unwrap();
+        let port = engine.status().unwrap().listen_port;
+        let (tun2, os2) = packet_socketpair().unwrap();
+        block_on(engine.set_tun(tun2)).unwrap();
+        assert_eq!(engine.status().unwrap().listen_port, port);
+        block_on(engine.stop()).unwrap();
+        let events = drain(&engine);
+        let replaced = events.iter().position(|e| *e == Event::TunReplaced);
+        let restarted = events.iter().rposition(|e| matches!(e, Event::Started { .. }));
+        assert!(
+            matches!((restarted, replaced), (Some(s), Some(r)) if s < r),
+            "{events:?}"
+        );
+        assert_eq!(events.last(), Some(&Event::Stopped));
+        // SAFETY: closing the test's own ends.
+        unsafe {
+            libc::close(os);
+            libc::close(os2);
+        }
+    }
+
+    #[test]
+    fn set_tun_before_start_is_refused_and_closes_the_fd() {
+        let engine = Engine::new(config(), None).unwrap();
+        let (tun, os) = packet_socketpair().unwrap();
+        assert_eq!(block_on(engine.set_tun(tun)), Err(PeerlinkError::NotStarted));
+        // SAFETY: F_GETFD only probes whether the fd is open.
+        assert!(
+            unsafe { libc::fcntl(tun, libc::F_GETFD) } < 0,
+            "an owned fd is closed even when refused"
+        );
+        // SAFETY: closing the test's own end.
+        unsafe { libc::close(os) };
+    }
+
+    #[test]
+    fn peers_updated_before_start_are_the_ones_it_starts_with() {
+        let engine = Engine::new(config(), None).unwrap();
+        engine.update_peers(Vec::new()).unwrap();
+        let (tun, os) = packet_socketpair().unwrap();
+        engine.start(tun).unwrap();
+        assert!(engine.status().unwrap().peers.is_empty());
+        assert_eq!(
+            engine.interface_settings().unwrap().routes.len(),
+            2,
+            "the addresses' networks only"
+        );
+        block_on(engine.stop()).unwrap();
+        // SAFETY: closing the test's own end.
+        unsafe { libc::close(os) };
+    }
+}

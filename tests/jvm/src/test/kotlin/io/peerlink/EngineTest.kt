@@ -218,7 +218,7 @@ class EngineTest {
             t.a.start(t.pipeA.engineEnd)
             carry(t.pipeA, t.pipeB, echoRequest(ADDRESS_A, ADDRESS_B, 1))
             fun medianNs(n: Int, call: () -> Unit): Long {
-                repeat(2_000) { call() }
+                repeat(20_000) { call() } // JIT warm-up
                 val samples = LongArray(n) {
                     val s = System.nanoTime()
                     call()
