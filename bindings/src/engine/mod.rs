@@ -367,6 +367,14 @@ mod tests {
             .block_on(f)
     }
 
+    /// What `fd` refers to (device and inode), or None if it is closed.
+    fn identity(fd: RawFd) -> Option<(u64, u64)> {
+        // SAFETY: stat is plain old data; fstat only writes into it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: st is a valid, writable stat.
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    }
+
     fn drain(engine: &Engine) -> Vec<Event> {
         block_on(async {
             let mut events = Vec::new();
