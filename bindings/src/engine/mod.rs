@@ -171,7 +171,8 @@ impl Engine {
         }
     }
 
-    /// A snapshot of the running engine: peers, paths, counters.
+    /// A snapshot of the running engine: peers, paths, counters. `NotStarted` before `start`,
+    /// after `stop`, and for the moment a `set_tun` swaps the core engine.
     pub fn status(&self) -> Result<EngineStatus, PeerlinkError> {
         guard(|| {
             let state = lock(&self.inner.state);

@@ -118,11 +118,14 @@ class EngineTest {
         Engine(noPeerConfig(), null).use { engine ->
             val first = PacketPipe()
             val second = PacketPipe()
+            val firstTun = Proc.target(first.engineEnd)!!
+            val secondTun = Proc.target(second.engineEnd)!!
             engine.start(first.engineEnd)
             assertThrows<PeerlinkException.AlreadyStarted> { engine.start(second.engineEnd) }
-            assertFalse(Proc.isOpen(second.engineEnd), "the engine owns the fd it is handed, even when refusing it")
+            // By what the fd points at, not its number, which may be reused at once.
+            assertFalse(Proc.isHeld(secondTun), "the engine owns the fd it is handed, even when refusing it")
             withTimeout(10_000) { engine.stop() }
-            assertFalse(Proc.isOpen(first.engineEnd), "stop closes the tun fd")
+            assertFalse(Proc.isHeld(firstTun), "stop closes the tun fd")
             first.close()
             second.close()
         }
@@ -149,9 +152,10 @@ class EngineTest {
         Engine(noPeerConfig(), CountingPlatform(allow = false)).use { engine ->
             PacketPipe().use { pipe ->
                 val sockets = Proc.socketFds()
+                val tun = Proc.target(pipe.engineEnd)!!
                 val e = assertThrows<PeerlinkException.Socket> { engine.start(pipe.engineEnd) }
                 assertTrue(e.detail.contains("protect"), e.detail)
-                assertFalse(Proc.isOpen(pipe.engineEnd), "the tun fd is closed")
+                assertFalse(Proc.isHeld(tun), "the tun fd is closed")
                 assertEquals(sockets - pipe.engineEnd, Proc.socketFds(), "no socket left open")
                 assertThrows<PeerlinkException.NotStarted> { engine.status() }
             }

@@ -13,7 +13,6 @@ interface LibC : Library {
     fun write(fd: Int, buf: ByteArray, count: Long): Long
     fun close(fd: Int): Int
     fun poll(fds: Memory, nfds: Long, timeout: Int): Int
-    fun fcntl(fd: Int, cmd: Int): Int
     fun getsockopt(fd: Int, level: Int, name: Int, value: IntArray, len: IntArray): Int
 
     companion object {
@@ -29,7 +28,6 @@ object Linux {
     const val SOL_SOCKET = 1
     const val SO_TYPE = 3
     const val POLLIN: Short = 1
-    const val F_GETFD = 1
 }
 
 /**
@@ -75,8 +73,6 @@ object Proc {
         val target = runCatching { java.nio.file.Files.readSymbolicLink(f.toPath()).toString() }.getOrNull()
         if (target?.startsWith("socket:") == true) f.name.toIntOrNull() else null
     }.toSet()
-
-    fun isOpen(fd: Int): Boolean = LibC.INSTANCE.fcntl(fd, Linux.F_GETFD) >= 0
 
     /** What fd points at (`socket:[inode]`), to tell a closed fd from a reused number. */
     fun target(fd: Int): String? =
