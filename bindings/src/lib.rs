@@ -1,1 +1,29 @@
-//! peerlink-ffi
+//! peerlink-ffi: the engine as Kotlin and Swift see it (uniffi, library mode).
+//!
+//! One [`Engine`] object per tunnel, built from one [`EngineConfig`] record; the app implements
+//! [`Platform`]; every error is a [`PeerlinkError`], panics included. `core` knows nothing of
+//! uniffi: everything foreign-facing lives here.
+
+uniffi::setup_scaffolding!("peerlink");
+
+mod config;
+mod engine;
+mod error;
+mod guard;
+mod logging;
+mod platform;
+mod status;
+#[cfg(any(target_vendor = "apple", test))]
+mod utun;
+
+pub use config::{
+    generate_key_pair, interface_settings, public_key_of, EngineConfig, InterfaceSettings, IpPrefix, KeyPair,
+    PeerConfig, TunFdOwnership, TunFraming,
+};
+pub use engine::{Engine, MAX_BLOCKING_THREADS, THREAD_STACK_SIZE, WORKER_THREADS};
+pub use error::PeerlinkError;
+pub use logging::{init_logging, set_log_level, LogLevel};
+pub use platform::Platform;
+pub use status::{EngineDrops, EngineStatus, Event, PathKind, PathStatus, PeerCounters, PeerStatus};
+#[cfg(target_vendor = "apple")]
+pub use utun::find_utun_fd;

@@ -1,0 +1,84 @@
+package io.peerlink
+
+/**
+ * The tunnel as a UI shows it, reduced from the engine's events by [reduce]. Pure: no
+ * Android, no coroutines, so that it is tested on a plain JVM.
+ */
+sealed interface TunnelState {
+    /** Not started, or stopped cleanly. */
+    data object Stopped : TunnelState
+
+    /** `start` was called; the engine has not reported `Started` yet. */
+    data object Starting : TunnelState
+
+    data class Running(val listenPort: Int, val online: Boolean = true) : TunnelState
+
+    /** `stop` was called; the engine has not reported `Stopped` yet. */
+    data object Stopping : TunnelState
+
+    /** Start, a tun swap or the engine itself failed; `stop` or a new `start` leaves it. */
+    data class Failed(val error: PeerlinkException) : TunnelState
+}
+
+/** One peer as a UI shows it. */
+data class PeerState(
+    val publicKey: String,
+    val path: PathKind? = null,
+    val remote: String? = null,
+    /** A handshake completed since the engine started (status gives the exact age). */
+    val handshakeCompleted: Boolean = false,
+)
+
+/** The tunnel state after [event]. */
+fun TunnelState.reduce(event: Event): TunnelState = when (event) {
+    is Event.Started -> TunnelState.Running(event.listenPort.toInt())
+    is Event.NetworkChanged -> when (this) {
+        is TunnelState.Running -> copy(online = event.online)
+        else -> this
+    }
+    is Event.Stopped -> when (this) {
+        // A failure stays visible until the app acts on it.
+        is TunnelState.Failed -> this
+        else -> TunnelState.Stopped
+    }
+    is Event.HandshakeCompleted,
+    is Event.PathChanged,
+    is Event.PeersUpdated,
+    is Event.TunReplaced,
+    is Event.EventsLost,
+    -> this
+}
+
+/**
+ * The peers after [event], keyed by public key in configuration order. `PeersUpdated` carries
+ * only a count: the session replaces the list from `status()` then (see [peersFrom]).
+ */
+fun Map<String, PeerState>.reduce(event: Event): Map<String, PeerState> = when (event) {
+    is Event.PathChanged -> update(event.peer) { it.copy(path = event.kind, remote = event.remote) }
+    is Event.HandshakeCompleted -> update(event.peer) { it.copy(handshakeCompleted = true) }
+    // Sessions are renegotiated on the new tun.
+    is Event.TunReplaced -> mapValues { (_, p) -> p.copy(handshakeCompleted = false) }
+    is Event.Stopped -> emptyMap()
+    is Event.Started,
+    is Event.PeersUpdated,
+    is Event.NetworkChanged,
+    is Event.EventsLost,
+    -> this
+}
+
+/** The peer list of a status snapshot, keeping what events taught us about known peers. */
+fun Map<String, PeerState>.peersFrom(status: EngineStatus): Map<String, PeerState> =
+    status.peers.associate { p ->
+        val known = this[p.publicKey]
+        p.publicKey to PeerState(
+            publicKey = p.publicKey,
+            path = p.activePath,
+            remote = p.remote,
+            handshakeCompleted = p.connected || (known?.handshakeCompleted ?: false),
+        )
+    }
+
+private inline fun Map<String, PeerState>.update(
+    key: String,
+    change: (PeerState) -> PeerState,
+): Map<String, PeerState> = this + (key to change(this[key] ?: PeerState(key)))

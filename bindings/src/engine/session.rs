@@ -1,0 +1,142 @@
+//! One run of a core engine: started on a tun, its events forwarded into the queue the app
+//! reads, stopped with a bound. A `set_tun` ends one session and starts the next on the same
+//! event queue.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peerlink_core::socket::SocketFactory;
+use peerlink_core::tun::{FdOwnership, Tun};
+use peerlink_core::{Engine as CoreEngine, EngineOptions};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::config::Validated;
+use crate::error::PeerlinkError;
+use crate::platform::{Platform, PlatformProtector};
+use crate::status::{event_from_core, Event, PathKind};
+
+/// The app's event queue holds as many events as core's broadcast channel: events are state
+/// changes, not packets, and an app that falls this far behind is told how many it missed.
+pub(crate) const EVENT_QUEUE: usize = peerlink_core::engine::EVENT_CAPACITY;
+/// core gives each of its tasks 2 s to leave (its `STOP_GRACE`); a core engine that needs more
+/// than this in all is stuck, and dropping it aborts whatever is left.
+const STOP_BOUND: Duration = Duration::from_secs(3);
+/// How long a stopped session's forwarder may take to hand over its last events: it only
+/// waits for room in the app's queue, and an app that is not reading loses them.
+const FORWARDER_GRACE: Duration = Duration::from_millis(500);
+
+pub(crate) struct Session {
+    pub core: CoreEngine,
+    forwarder: JoinHandle<()>,
+}
+
+impl Session {
+    /// Starts a core engine on `tun_fd`. Must run inside the engine's runtime. The first events
+    /// it queues describe the state `start` left (core raised them before anyone could listen).
+    pub fn start(
+        config: &Validated,
+        tun_fd: RawFd,
+        listen_port: u16,
+        platform: Option<&Arc<dyn Platform>>,
+        events: &mpsc::Sender<Event>,
+    ) -> Result<Session, PeerlinkError> {
+        let tun = Tun::from_fd(tun_fd, config.framing, config.fd_ownership)?;
+        let protector = platform.map(|p| Arc::new(PlatformProtector(p.clone())) as _);
+        let options = EngineOptions {
+            sockets: SocketFactory::new(protector),
+            ..EngineOptions::default()
+        };
+        let mut core_config = config.core.clone();
+        core_config.listen_port = listen_port;
+        let core = CoreEngine::start(core_config, tun, options)?;
+        let receiver = core.subscribe();
+        let status = core.status();
+        let opening = [
+            Event::Started {
+                listen_port: status.listen_addr.port(),
+            },
+            Event::PeersUpdated {
+                count: u32::try_from(status.peers.len()).unwrap_or(u32::MAX),
+            },
+        ];
+        let paths = status.peers.iter().filter_map(|p| {
+            let kind = p.active_path?;
+            Some(Event::PathChanged {
+                peer: p.public_key.to_base64(),
+                kind: Some(PathKind::from(kind)),
+                remote: p.remote.clone(),
+            })
+        });
+        for event in opening.into_iter().chain(paths) {
+            queue(events, event);
+        }
+        let forwarder = tokio::spawn(forward(receiver, events.clone()));
+        Ok(Session { core, forwarder })
+    }
+
+    pub fn listen_port(&self) -> u16 {
+        self.core.listen_addr().port()
+    }
+
+    /// Stops the core engine (its tun closes if owned, its sockets close) and lets the
+    /// forwarder hand over what core said before it stopped. Bounded by STOP_BOUND +
+    /// FORWARDER_GRACE.
+    pub async fn stop(self) {
+        if tokio::time::timeout(STOP_BOUND, self.core.stop()).await.is_err() {
+            tracing::warn!(bound = ?STOP_BOUND, "engine did not stop in time; its tasks were aborted");
+        }
+        let abort = self.forwarder.abort_handle();
+        if tokio::time::timeout(FORWARDER_GRACE, self.forwarder)
+            .await
+            .is_err()
+        {
+            tracing::debug!("the app is not reading events; the last ones are dropped");
+            abort.abort();
+        }
+    }
+}
+
+/// Queues an event without waiting; a full queue means the app is not reading.
+pub(crate) fn queue(events: &mpsc::Sender<Event>, event: Event) {
+    if let Err(e) = events.try_send(event) {
+        tracing::debug!(error = %e, "event dropped");
+    }
+}
+
+/// Closes `fd` if the engine was to own it, for the paths that refuse it before core takes it:
+/// the app handed it over either way (Android's `detachFd()`), so nothing else would close it.
+pub(crate) fn close_if_owned(fd: RawFd, ownership: FdOwnership) {
+    match ownership {
+        // SAFETY: the app transferred this fd to us; nothing else uses or closes it.
+        FdOwnership::Owned => unsafe {
+            libc::close(fd);
+        },
+        FdOwnership::Borrowed => {}
+    }
+}
+
+async fn forward(mut from: broadcast::Receiver<peerlink_core::Event>, to: mpsc::Sender<Event>) {
+    loop {
+        let event = match from.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                if to.send(Event::EventsLost { missed }).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let stopped = event == peerlink_core::Event::Stopped;
+        if let Some(event) = event_from_core(event) {
+            if to.send(event).await.is_err() {
+                return;
+            }
+        }
+        if stopped {
+            return;
+        }
+    }
+}

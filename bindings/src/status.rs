@@ -1,0 +1,226 @@
+//! What the engine reports: status snapshots and events, as records the app can read.
+//! Peer keys are the full base64 public keys (public, and what the app's peer list holds).
+
+use peerlink_core::clock::Instant;
+use peerlink_core::path::PathKind as CorePathKind;
+use peerlink_core::wg::PeerCountersSnapshot;
+use peerlink_core::Event as CoreEvent;
+
+/// The kind of path carrying a peer's traffic, best last (core's priority order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PathKind {
+    /// NetBird's relay server.
+    Relay,
+    /// ICE through a TURN server.
+    IceTurn,
+    /// A configured or roamed UDP endpoint, as plain WireGuard.
+    Direct,
+    /// ICE peer to peer.
+    IceP2p,
+}
+
+/// What happened, in order. `next_event` returns these until the engine has stopped.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Event {
+    /// The engine started (first event of every start).
+    Started { listen_port: u16 },
+    /// A WireGuard handshake with the peer completed.
+    HandshakeCompleted { peer: String },
+    /// The path carrying the peer's traffic changed; `kind` is `None` when it has none left.
+    PathChanged {
+        peer: String,
+        kind: Option<PathKind>,
+        remote: Option<String>,
+    },
+    /// The peer list was replaced.
+    PeersUpdated { count: u32 },
+    /// The app reported a network change.
+    NetworkChanged { online: bool },
+    /// `set_tun` replaced the tunnel fd; sessions are renegotiated.
+    TunReplaced,
+    /// The app fell behind and `missed` events were dropped (the queue is bounded).
+    EventsLost { missed: u64 },
+    /// The engine stopped; `next_event` returns `None` after this.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EngineStatus {
+    /// This engine's public key, base64.
+    pub public_key: String,
+    /// The WireGuard socket's address, e.g. `0.0.0.0:51820`.
+    pub listen_addr: String,
+    pub listen_port: u16,
+    /// What the app last said through `network_changed` (true until it says otherwise).
+    pub network_online: bool,
+    pub peers: Vec<PeerStatus>,
+    pub drops: EngineDrops,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PeerStatus {
+    pub public_key: String,
+    /// A handshake completed within WireGuard's REJECT_AFTER_TIME (180 s).
+    pub connected: bool,
+    pub active_path: Option<PathKind>,
+    /// Where the active path leads (an address, a relay URL).
+    pub remote: Option<String>,
+    /// Milliseconds since the last completed handshake.
+    pub last_handshake_ms_ago: Option<u64>,
+    pub counters: PeerCounters,
+    pub paths: Vec<PathStatus>,
+}
+
+/// Traffic and drops of one peer, since it was configured.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PeerCounters {
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    /// Decrypted, but the source IP is outside the peer's allowed IPs.
+    pub spoofed_source: u64,
+    /// Refused by WireGuard (bad MAC, replay, no session).
+    pub rejected: u64,
+    pub no_path: u64,
+    pub send_failed: u64,
+    pub tun_write_failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PathStatus {
+    pub kind: PathKind,
+    pub remote: String,
+    pub active: bool,
+    /// Milliseconds since the last authenticated packet on this path.
+    pub last_rx_ms_ago: Option<u64>,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// Engine-wide drops that belong to no peer.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EngineDrops {
+    pub no_route: u64,
+    pub tun_garbage: u64,
+    pub net_garbage: u64,
+    pub unknown_peer: u64,
+}
+
+impl From<CorePathKind> for PathKind {
+    fn from(k: CorePathKind) -> Self {
+        match k {
+            CorePathKind::Relay => PathKind::Relay,
+            CorePathKind::IceTurn => PathKind::IceTurn,
+            CorePathKind::Direct => PathKind::Direct,
+            CorePathKind::IceP2p => PathKind::IceP2p,
+        }
+    }
+}
+
+/// Core's event as the app sees it; `None` for core's `Stopped`, which the bindings emit
+/// themselves once every task has drained (a tun swap stops a core engine without stopping).
+pub(crate) fn event_from_core(e: CoreEvent) -> Option<Event> {
+    match e {
+        CoreEvent::HandshakeCompleted { peer } => Some(Event::HandshakeCompleted {
+            peer: peer.to_base64(),
+        }),
+        CoreEvent::PathChanged { peer, kind, remote } => Some(Event::PathChanged {
+            peer: peer.to_base64(),
+            kind: kind.map(PathKind::from),
+            remote,
+        }),
+        CoreEvent::PeersUpdated { count } => Some(Event::PeersUpdated {
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+        }),
+        CoreEvent::Stopped => None,
+    }
+}
+
+pub(crate) fn status_from_core(s: peerlink_core::EngineStatus, network_online: bool) -> EngineStatus {
+    let now = Instant::now();
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let peers = s
+        .peers
+        .into_iter()
+        .map(|p| PeerStatus {
+            public_key: p.public_key.to_base64(),
+            connected: p.is_connected(),
+            active_path: p.active_path.map(PathKind::from),
+            remote: p.remote,
+            last_handshake_ms_ago: p.last_handshake.map(ms),
+            counters: counters(p.counters),
+            paths: p
+                .paths
+                .into_iter()
+                .map(|path| PathStatus {
+                    kind: path.kind.into(),
+                    remote: path.remote,
+                    active: path.active,
+                    last_rx_ms_ago: path.observations.last_rx.map(|t| ms(now - t)),
+                    rx_packets: path.observations.rx_packets,
+                    tx_packets: path.observations.tx_packets,
+                    rx_bytes: path.observations.rx_bytes,
+                    tx_bytes: path.observations.tx_bytes,
+                })
+                .collect(),
+        })
+        .collect();
+    EngineStatus {
+        public_key: s.public_key.to_base64(),
+        listen_addr: s.listen_addr.to_string(),
+        listen_port: s.listen_addr.port(),
+        network_online,
+        peers,
+        drops: EngineDrops {
+            no_route: s.drops.no_route,
+            tun_garbage: s.drops.tun_garbage,
+            net_garbage: s.drops.net_garbage,
+            unknown_peer: s.drops.unknown_peer,
+        },
+    }
+}
+
+fn counters(c: PeerCountersSnapshot) -> PeerCounters {
+    PeerCounters {
+        tx_bytes: c.tx_bytes,
+        tx_packets: c.tx_packets,
+        rx_bytes: c.rx_bytes,
+        rx_packets: c.rx_packets,
+        spoofed_source: c.spoofed_source,
+        rejected: c.rejected,
+        no_path: c.no_path,
+        send_failed: c.send_failed,
+        tun_write_failed: c.tun_write_failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peerlink_core::PrivateKey;
+
+    #[test]
+    fn core_events_map_with_full_keys_and_core_stopped_is_held_back() {
+        let key = PrivateKey::generate().public_key();
+        assert_eq!(
+            event_from_core(CoreEvent::PathChanged {
+                peer: key,
+                kind: Some(CorePathKind::Direct),
+                remote: Some("127.0.0.1:1".into())
+            }),
+            Some(Event::PathChanged {
+                peer: key.to_base64(),
+                kind: Some(PathKind::Direct),
+                remote: Some("127.0.0.1:1".into())
+            })
+        );
+        assert_eq!(
+            event_from_core(CoreEvent::PeersUpdated { count: 3 }),
+            Some(Event::PeersUpdated { count: 3 })
+        );
+        assert_eq!(event_from_core(CoreEvent::Stopped), None);
+    }
+}

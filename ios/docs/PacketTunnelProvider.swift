@@ -1,0 +1,47 @@
+// A minimal packet tunnel extension using peerlink: the whole use of the SDK.
+// Target: a Network Extension (packet tunnel provider) with the entitlements
+//   com.apple.developer.networking.networkextension = [packet-tunnel-provider]
+//   com.apple.security.application-groups = [group.your.app] (to share config with the app)
+// and the Peerlink package as a dependency.
+import NetworkExtension
+import Peerlink
+
+final class PacketTunnelProvider: NEPacketTunnelProvider {
+    private var tunnel: PeerlinkTunnel?
+
+    override func startTunnel(options: [String: NSObject]? = nil) async throws {
+        initLogging(level: .info) // the unified log: subsystem "io.peerlink"
+        let tunnel = try PeerlinkTunnel(provider: self, config: try loadConfig())
+        self.tunnel = tunnel
+        Task {
+            for await event in tunnel.events {
+                NSLog("peerlink event: \(event)")
+            }
+        }
+        try await tunnel.start()
+    }
+
+    override func stopTunnel(with reason: NEProviderStopReason) async {
+        await tunnel?.stop()
+        tunnel = nil
+    }
+
+    /// The app writes the configuration (its private key in the shared keychain group, not in
+    /// the file) and starts the tunnel with NETunnelProviderManager; here it is read back.
+    private func loadConfig() throws -> EngineConfig {
+        let proto = protocolConfiguration as? NETunnelProviderProtocol
+        guard let conf = proto?.providerConfiguration,
+              let privateKey = conf["privateKey"] as? String,
+              let address = conf["address"] as? String,
+              let peerKey = conf["peerPublicKey"] as? String,
+              let peerAllowed = conf["peerAllowedIps"] as? [String]
+        else {
+            throw NEVPNError(.configurationInvalid)
+        }
+        return EngineConfig(
+            privateKey: privateKey,
+            addresses: [address],
+            peers: [PeerConfig(publicKey: peerKey, allowedIps: peerAllowed, endpoint: conf["peerEndpoint"] as? String)]
+        )
+    }
+}

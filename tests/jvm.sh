@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# JVM tests of the Kotlin side (tests/jvm): builds the host libpeerlink_ffi.so with the
+# `testing` feature, generates its Kotlin bindings into tests/jvm/target/generated/kotlin (not
+# committed), compiles them with android/'s platform-independent io.peerlink sources and runs
+# the JUnit tests through JNA.
+#
+#   tests/jvm.sh                      build, generate, mvn test
+#   tests/jvm.sh --android-typecheck  also compile android/'s Android classes against
+#                                     Robolectric's android-all jar (no test runs for them)
+#   tests/jvm.sh --release            test the optimised library (for the printed figures)
+# Extra arguments after `--` go to mvn (e.g. -- -Dtest=EngineTest).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+typecheck=0
+profile=debug
+release_flag=()
+mvn_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --android-typecheck) typecheck=1 ;;
+    --release) profile=release; release_flag=(--release) ;;
+    --) shift; mvn_args=("$@"); break ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+jvm=$root/tests/jvm
+generated=$jvm/target/generated/kotlin
+rm -rf "$generated"
+"$root/bindings/generate.sh" "${release_flag[@]}" --features testing --kotlin "$generated"
+
+cd "$jvm"
+rm -rf "$jvm/target/surefire-reports"
+status=0
+mvn -q -B test -Djna.library.path="$CARGO_TARGET_DIR/$profile" "${mvn_args[@]}" || status=$?
+# -q hides surefire's summary; print one from its reports.
+python3 - "$jvm/target/surefire-reports" <<'PY' || true
+import glob, sys, xml.etree.ElementTree as ET
+t = f = e = s = 0
+for path in glob.glob(sys.argv[1] + "/TEST-*.xml"):
+    r = ET.parse(path).getroot()
+    t += int(r.get("tests", 0)); f += int(r.get("failures", 0)); e += int(r.get("errors", 0)); s += int(r.get("skipped", 0))
+print(f"jvm: {t - f - e - s} passed, {f + e} failed, {s} skipped")
+PY
+[ "$status" = 0 ] || exit "$status"
+if [ "$typecheck" = 1 ]; then
+  # `compile` only: the Android classes cannot run on a plain JVM.
+  mvn -q -B -P android-typecheck compile
+  echo "android-typecheck: android/ Kotlin compiled against android-all"
+fi

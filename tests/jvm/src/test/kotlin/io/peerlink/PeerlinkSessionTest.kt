@@ -1,0 +1,156 @@
+package io.peerlink
+
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.SupervisorJob
+import kotlinx.coroutines.cancel
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import org.junit.jupiter.api.Assertions.assertArrayEquals
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import java.util.Collections
+
+class PeerlinkSessionTest {
+    private val scope = CoroutineScope(SupervisorJob() + Dispatchers.Default)
+
+    @Test
+    fun `state and peer flows follow the engine, and set_tun swaps the tun in place`() = runBlocking {
+        val t = TwoEngines()
+        val session = PeerlinkSession(t.configA(t.portB), t.platformA, scope)
+        val seen = Collections.synchronizedList(mutableListOf<Event>())
+        val collector = scope.launch { session.events.collect { seen += it } }
+        try {
+            val pipe = PacketPipe()
+            session.start(pipe.engineEnd)
+            withTimeout(5_000) { session.state.first { it is TunnelState.Running } }
+            val request = echoRequest(ADDRESS_A, ADDRESS_B, 1)
+            assertArrayEquals(request, carry(pipe, t.pipeB, request))
+            val peer = withTimeout(5_000) {
+                session.peers.first { it[t.keysB.publicKey]?.handshakeCompleted == true }
+            }.getValue(t.keysB.publicKey)
+            assertEquals(PathKind.DIRECT, peer.path)
+            val port = session.status()!!.listenPort
+
+            // The platform rebuilt its interface: a new fd, the same engine, the same port.
+            val replacement = PacketPipe()
+            val oldTun = Proc.target(pipe.engineEnd)!!
+            session.setTun(replacement.engineEnd)
+            // Not by fd number: the new engine's socket may reuse it.
+            assertFalse(Proc.isHeld(oldTun), "the old tun fd is closed")
+            assertEquals(port, session.status()!!.listenPort, "peers keep the port they know")
+            assertArrayEquals(request, carry(replacement, t.pipeB, request), "traffic after the swap")
+            val reply = echoReply(ADDRESS_B, ADDRESS_A, 1)
+            assertArrayEquals(reply, carry(t.pipeB, replacement, reply))
+            withTimeout(5_000) { while (Event.TunReplaced !in seen) kotlinx.coroutines.delay(10) }
+
+            withTimeout(10_000) { session.stop() }
+            assertEquals(TunnelState.Stopped, session.state.value)
+            assertTrue(session.peers.value.isEmpty())
+            withTimeout(5_000) { while (Event.Stopped !in seen) kotlinx.coroutines.delay(10) }
+            pipe.close()
+            replacement.close()
+        } finally {
+            collector.cancel()
+            session.close()
+            t.close()
+        }
+    }
+
+    @Test
+    fun `update_peers says when routes changed`() {
+        val key = generateKeyPair().publicKey
+        PeerlinkSession(noPeerConfig(), null, scope).use { session ->
+            assertTrue(session.updatePeers(listOf(PeerConfig(key, listOf("10.8.0.0/24")))), "a new prefix")
+            assertFalse(session.updatePeers(listOf(PeerConfig(key, listOf("10.8.0.0/24"), endpoint = "127.0.0.1:9"))), "only the endpoint")
+            assertTrue(session.updatePeers(emptyList()), "prefix gone")
+            val routes = session.interfaceSettings().routes.map { "${it.address}/${it.prefixLen}" }
+            assertEquals(listOf("100.64.9.0/24"), routes)
+        }
+    }
+
+    @Test
+    fun `a failed start shows in the state flow`() {
+        PeerlinkSession(noPeerConfig(), CountingPlatform(allow = false), scope).use { session ->
+            PacketPipe().use { pipe ->
+                runCatching { session.start(pipe.engineEnd) }
+                val state = session.state.value
+                assertTrue(state is TunnelState.Failed && state.error is PeerlinkException.Socket, "$state")
+            }
+        }
+    }
+
+    @Test
+    fun `network changes reach the engine only when they change something`() = runBlocking {
+        PeerlinkSession(noPeerConfig(), null, scope).use { session ->
+            PacketPipe().use { pipe ->
+                session.start(pipe.engineEnd)
+                withTimeout(5_000) { session.state.first { it is TunnelState.Running } }
+                session.networkAvailable(100)
+                withTimeout(5_000) { session.state.first { it == TunnelState.Running(it.port(), online = true) } }
+                session.networkLost(7) // never seen: nothing to say
+                session.networkLost(100)
+                withTimeout(5_000) { session.state.first { (it as? TunnelState.Running)?.online == false } }
+                assertFalse(session.status()!!.networkOnline)
+                withTimeout(10_000) { session.stop() }
+            }
+        }
+    }
+
+    private fun TunnelState.port() = (this as? TunnelState.Running)?.listenPort ?: -1
+
+    @org.junit.jupiter.api.AfterEach
+    fun cancelScope() = scope.cancel()
+}
+
+class ReducerTest {
+    private val key = "peer-key"
+
+    @Test
+    fun `the tunnel state follows started, network and stopped`() {
+        var s: TunnelState = TunnelState.Starting
+        s = s.reduce(Event.Started(51820u))
+        assertEquals(TunnelState.Running(51820), s)
+        s = s.reduce(Event.NetworkChanged(false))
+        assertEquals(TunnelState.Running(51820, online = false), s)
+        s = s.reduce(Event.HandshakeCompleted(key))
+        assertEquals(TunnelState.Running(51820, online = false), s)
+        assertEquals(TunnelState.Stopped, s.reduce(Event.Stopped))
+        val failed = TunnelState.Failed(PeerlinkException.NotStarted())
+        assertEquals(failed, failed.reduce(Event.Stopped), "a failure stays until the app acts")
+    }
+
+    @Test
+    fun `peers learn paths and handshakes, and forget sessions on a tun swap`() {
+        var p = emptyMap<String, PeerState>()
+        p = p.reduce(Event.PathChanged(key, PathKind.RELAY, "rels://relay"))
+        p = p.reduce(Event.HandshakeCompleted(key))
+        assertEquals(PeerState(key, PathKind.RELAY, "rels://relay", handshakeCompleted = true), p[key])
+        p = p.reduce(Event.PathChanged(key, null, null))
+        assertEquals(PeerState(key, null, null, handshakeCompleted = true), p[key])
+        p = p.reduce(Event.TunReplaced)
+        assertFalse(p.getValue(key).handshakeCompleted)
+        assertTrue(p.reduce(Event.Stopped).isEmpty())
+    }
+
+    @Test
+    fun `the network tracker reports new networks, address changes and losses once`() {
+        val n = NetworkTracker()
+        assertFalse(n.online)
+        assertTrue(n.available(1), "a new network")
+        assertFalse(n.available(1, setOf("192.0.2.7")), "its first addresses are not a change")
+        assertFalse(n.available(1, setOf("192.0.2.7")), "nor the same ones again")
+        assertTrue(n.available(1, setOf("192.0.2.8")), "new addresses on the same network")
+        assertTrue(n.available(2, setOf("198.51.100.1")))
+        assertEquals(listOf(1L, 2L), n.current)
+        assertTrue(n.lost(1))
+        assertFalse(n.lost(1), "already gone")
+        assertTrue(n.online)
+        assertTrue(n.lost(2))
+        assertFalse(n.online)
+    }
+}
