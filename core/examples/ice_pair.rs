@@ -86,7 +86,10 @@ async fn run(args: Args) -> Result<(), String> {
         ("controlled", "controlling")
     };
     let local = IceCredentials::generate();
-    write_atomically(&args.dir.join(format!("{me}.creds")), &format!("{}:{}", local.ufrag, local.pwd))?;
+    write_atomically(
+        &args.dir.join(format!("{me}.creds")),
+        &format!("{}:{}", local.ufrag, local.pwd),
+    )?;
     let remote = read_creds(&args.dir.join(format!("{peer}.creds")), deadline).await?;
 
     let mut turn_servers = Vec::new();
@@ -214,6 +217,10 @@ async fn exchange(
     loop {
         if let Some(t) = done_at {
             if peer_done || t.elapsed() > LINGER {
+                // Tell the peer, which may still be waiting for our "done" (one may be lost).
+                for _ in 0..3 {
+                    let _ = path.send(b"done");
+                }
                 return Ok(pongs);
             }
         }

@@ -57,7 +57,10 @@ async fn lonely_round() {
 }
 
 async fn connected_round() {
-    let (ka, kb) = (PrivateKey::generate().public_key(), PrivateKey::generate().public_key());
+    let (ka, kb) = (
+        PrivateKey::generate().public_key(),
+        PrivateKey::generate().public_key(),
+    );
     let (ca, cb) = (IceCredentials::generate(), IceCredentials::generate());
     let (ta, mut ra) = mpsc::channel(ICE_EVENT_CAPACITY);
     let (tb, mut rb) = mpsc::channel(ICE_EVENT_CAPACITY);

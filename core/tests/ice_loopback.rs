@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use common::{peer, spec, start, Node, WAIT};
 use peerlink_core::ice::{
-    is_controlling, CandidateKind, IceConfig, IceCredentials, IceError, IceEvent, IcePath, IceSession, IceState, IceWorker,
-    InterfaceFilter, PairInfo, PathBinding, Rejection, SessionChange, ICE_EVENT_CAPACITY,
+    is_controlling, CandidateKind, IceConfig, IceCredentials, IceError, IceEvent, IcePath, IceSession,
+    IceState, IceWorker, InterfaceFilter, PairInfo, PathBinding, Rejection, SessionChange,
+    ICE_EVENT_CAPACITY,
 };
 use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
 use peerlink_core::path::{Inbound, Path, PathId, PathKind, INBOUND_CAPACITY};
@@ -28,18 +29,31 @@ async fn two_workers_connect_with_host_candidates_and_carry_datagrams() {
         assert!(info.time_to_connect < WAIT, "{who}: {info:?}");
     }
     assert_eq!(pa.kind(), PathKind::IceP2p);
-    assert_eq!(pa.remote(), pb.info().local.addr.to_string(), "a's remote is b's local candidate");
+    assert_eq!(
+        pa.remote(),
+        pb.info().local.addr.to_string(),
+        "a's remote is b's local candidate"
+    );
 
     pa.send(b"from a").unwrap();
     let got = b.recv_inbound().await;
-    assert_eq!((got.peer, got.path, &got.datagram[..]), (a.key, b.plan.path_id, &b"from a"[..]));
+    assert_eq!(
+        (got.peer, got.path, &got.datagram[..]),
+        (a.key, b.plan.path_id, &b"from a"[..])
+    );
     pb.send(b"from b").unwrap();
     let got = a.recv_inbound().await;
-    assert_eq!((got.peer, got.path, &got.datagram[..]), (b.key, a.plan.path_id, &b"from b"[..]));
+    assert_eq!(
+        (got.peer, got.path, &got.datagram[..]),
+        (b.key, a.plan.path_id, &b"from b"[..])
+    );
 
     a.worker.close().await;
     assert!(!pa.is_open());
-    assert!(matches!(pa.send(b"late"), Err(peerlink_core::path::PathError::Closed)));
+    assert!(matches!(
+        pa.send(b"late"),
+        Err(peerlink_core::path::PathError::Closed)
+    ));
     while !matches!(a.next_event().await, IceEvent::State(IceState::Closed)) {}
     b.worker.close().await;
 }
@@ -73,7 +87,9 @@ async fn wireguard_crosses_two_engines_over_ice_both_ways() {
 
     let request = icmp_echo_request(na.v4, nb.v4, 7, 1, 64).unwrap();
     na.os.send(&request).await.unwrap();
-    let got = nb.recv_matching(|p| parse_echo(p).is_some_and(|e| !e.reply)).await;
+    let got = nb
+        .recv_matching(|p| parse_echo(p).is_some_and(|e| !e.reply))
+        .await;
     assert_eq!(got, request);
     nb.os.send(&echo_reply_to(&got).unwrap()).await.unwrap();
     let reply = na.recv_matching(|p| parse_echo(p).is_some_and(|e| e.reply)).await;
@@ -85,7 +101,10 @@ async fn wireguard_crosses_two_engines_over_ice_both_ways() {
         assert_eq!(p.active_path, Some(PathKind::IceP2p), "{who}: {p:#?}");
         assert!(p.is_connected(), "{who}: {p:#?}");
     }
-    assert!(pa.rtt().is_some(), "a initiated the handshake on the ICE path and timed it");
+    assert!(
+        pa.rtt().is_some(),
+        "a initiated the handshake on the ICE path and timed it"
+    );
 
     a.worker.close().await;
     b.worker.close().await;
@@ -100,18 +119,34 @@ async fn bad_remote_input_is_ignored_counted_and_the_agent_keeps_working() {
     let bad = [
         ("garbage", "malformed"),
         ("1 1 udp 1 not-an-ip 5 typ host", "malformed"),
-        ("1 1 tcp 2128609279 127.0.0.1 9 typ host tcptype active", "unsupported"),
+        (
+            "1 1 tcp 2128609279 127.0.0.1 9 typ host tcptype active",
+            "unsupported",
+        ),
         ("1 1 udp 1 abcdef.local 5 typ host", "unsupported"),
     ];
     for (raw, why) in bad {
-        assert!(matches!(w.add_remote_candidate(raw), Err(IceError::Rejected(_))), "{why}: {raw}");
+        assert!(
+            matches!(w.add_remote_candidate(raw), Err(IceError::Rejected(_))),
+            "{why}: {raw}"
+        );
     }
     let stale = w.add_remote_candidate_for("someoldufrag", "1 1 udp 1 127.0.0.1 5 typ host");
-    assert!(matches!(stale, Err(IceError::Rejected(Rejection::StaleSession { .. }))));
+    assert!(matches!(
+        stale,
+        Err(IceError::Rejected(Rejection::StaleSession { .. }))
+    ));
     let empty = b.plan.session_with(IceCredentials::new("", ""));
-    assert!(matches!(w.restart(empty).await, Err(IceError::InvalidRemoteCredentials)));
+    assert!(matches!(
+        w.restart(empty).await,
+        Err(IceError::InvalidRemoteCredentials)
+    ));
     let c = w.counters();
-    assert_eq!((c.malformed, c.unsupported, c.stale_session, c.bad_credentials), (2, 2, 1, 1), "{c:?}");
+    assert_eq!(
+        (c.malformed, c.unsupported, c.stale_session, c.bad_credentials),
+        (2, 2, 1, 1),
+        "{c:?}"
+    );
 
     // The agent is unharmed: the pair connects, and a repeated candidate is a duplicate.
     let (pa, _pb) = connect_with(&mut a, &mut b, |to, cand| {
@@ -154,15 +189,27 @@ async fn same_session_keeps_the_agent_and_a_new_one_restarts_it() {
         side.plan.path_id = PathId(side.plan.path_id.0 + 100);
     }
     cross(&mut a.plan, &mut b.plan);
-    assert_eq!(a.worker.restart(a.plan.session()).await.unwrap(), SessionChange::New);
-    assert_eq!(b.worker.restart(b.plan.session()).await.unwrap(), SessionChange::New);
+    assert_eq!(
+        a.worker.restart(a.plan.session()).await.unwrap(),
+        SessionChange::New
+    );
+    assert_eq!(
+        b.worker.restart(b.plan.session()).await.unwrap(),
+        SessionChange::New
+    );
     assert!(!pa.is_open(), "the old session's path is closed");
-    assert_eq!(a.worker.remote_ufrag().as_deref(), Some(b.plan.local_creds.ufrag.as_str()));
+    assert_eq!(
+        a.worker.remote_ufrag().as_deref(),
+        Some(b.plan.local_creds.ufrag.as_str())
+    );
 
     let (pa2, _) = connect(&mut a, &mut b).await;
     pa2.send(b"new session").unwrap();
     let got = b.recv_inbound().await;
-    assert_eq!((got.path, &got.datagram[..]), (b.plan.path_id, &b"new session"[..]));
+    assert_eq!(
+        (got.path, &got.datagram[..]),
+        (b.plan.path_id, &b"new session"[..])
+    );
     a.worker.close().await;
     b.worker.close().await;
 }
@@ -188,7 +235,12 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(key: PublicKey, remote_key: PublicKey, path_id: PathId, inbound_tx: mpsc::Sender<Inbound>) -> Plan {
+    fn new(
+        key: PublicKey,
+        remote_key: PublicKey,
+        path_id: PathId,
+        inbound_tx: mpsc::Sender<Inbound>,
+    ) -> Plan {
         Plan {
             key,
             remote_key,
@@ -202,7 +254,10 @@ impl Plan {
 
     /// Two plans on test channels that know each other's credentials.
     fn pair() -> (Plan, Plan) {
-        let (ka, kb) = (PrivateKey::generate().public_key(), PrivateKey::generate().public_key());
+        let (ka, kb) = (
+            PrivateKey::generate().public_key(),
+            PrivateKey::generate().public_key(),
+        );
         let (a_tx, a_rx) = mpsc::channel(INBOUND_CAPACITY);
         let (b_tx, b_rx) = mpsc::channel(INBOUND_CAPACITY);
         let mut a = Plan::new(ka, kb, PathId(1), a_tx);
@@ -277,7 +332,10 @@ impl Side {
     }
 
     async fn recv_inbound(&mut self) -> Inbound {
-        let rx = self.inbound.as_mut().expect("this side's inbound is a test channel");
+        let rx = self
+            .inbound
+            .as_mut()
+            .expect("this side's inbound is a test channel");
         tokio::time::timeout(WAIT, rx.recv())
             .await
             .expect("a datagram within WAIT")
@@ -332,4 +390,3 @@ fn check_info(info: &PairInfo) {
     assert_ne!(info.local.addr.port(), 0, "{info}");
     assert_ne!(info.remote.addr.port(), 0, "{info}");
 }
-

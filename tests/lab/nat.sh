@@ -3,9 +3,10 @@
 # every namespace it makes is removed by lab_cleanup).
 #
 #   server namespace (the "internet" hub; coturn and NetBird's servers run here)
-#     service address  NAT_SERVER_IP (10.200.0.1/32 on a dummy interface)
-#     default route    into that dummy interface, so nothing leaves and coturn keeps its
-#                      allocations when a peer address is unreachable (DESIGN 8)
+#     service address  NAT_SERVER_IP (10.200.0.1/32 on its lo)
+#     default route    to a sink namespace that drops everything (no dummy interfaces on
+#                      these machines), so nothing leaves and coturn keeps its allocations
+#                      when a peer address is unreachable (DESIGN 8)
 #     WAN link i       10.201.i.1/24  <->  router i  10.201.i.2/24
 #   router i           MASQUERADE (or MASQUERADE --random-fully: a symmetric NAT) out of its
 #                      WAN; drops unsolicited inbound to itself on the WAN (DESIGN 8: without
@@ -23,10 +24,10 @@ nat_server() {
     local ns=$1
     lab_ns "$ns"
     NAT_SERVER_NS=$ns
-    ip -n "$ns" link add nat-dummy type dummy
-    ip -n "$ns" addr add "$NAT_SERVER_IP/32" dev nat-dummy
-    ip -n "$ns" link set nat-dummy up
-    ip -n "$ns" route add default dev nat-dummy
+    ip -n "$ns" addr add "$NAT_SERVER_IP/32" dev lo
+    lab_ns "$ns-sink"
+    lab_link "$ns" 10.200.255.1/30 "$ns-sink" 10.200.255.2/30
+    ip -n "$ns" route add default via 10.200.255.2
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
 }
 
@@ -95,14 +96,16 @@ nat_unblock_udp_between_peers() {
         iptables -D FORWARD -p udp -s 10.201.0.0/16 -d 10.201.0.0/16 -j DROP
 }
 
-# nat_count_udp NS IFACE: packets of UDP forwarded out of IFACE in NS since the counting rule
-# was added (adds it on first call). Used to measure what an idle ICE pair sends.
+# nat_count_udp NS IFACE: UDP packets forwarded through IFACE in NS, both directions, since
+# the counting rules were added (added on first call). Measures what an idle ICE pair sends.
 nat_count_udp() {
-    local ns=$1 ifc=$2
-    if ! ip netns exec "$ns" iptables -C FORWARD -o "$ifc" -p udp -j ACCEPT 2>/dev/null; then
-        ip netns exec "$ns" iptables -I FORWARD -o "$ifc" -p udp -j ACCEPT
-    fi
-    ip netns exec "$ns" iptables -L FORWARD -v -x -n | awk -v i="$ifc" '$3 == "ACCEPT" && $4 == "udp" && $7 == i { print $1; exit }'
+    local ns=$1 ifc=$2 dir
+    for dir in -i -o; do
+        ip netns exec "$ns" iptables -C FORWARD "$dir" "$ifc" -p udp -j ACCEPT 2>/dev/null ||
+            ip netns exec "$ns" iptables -I FORWARD "$dir" "$ifc" -p udp -j ACCEPT
+    done
+    ip netns exec "$ns" iptables -L FORWARD -v -x -n |
+        awk -v i="$ifc" '$3 == "ACCEPT" && ($4 == "udp" || $4 == "17") && ($6 == i || $7 == i) { n += $1 } END { print n + 0 }'
 }
 
 # _nat_join_lan ROUTER INDEX NS HOST: a veth from NS into ROUTER's LAN bridge (made on demand).

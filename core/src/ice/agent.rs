@@ -32,7 +32,10 @@ pub(crate) enum AgentSignal {
     LocalCandidate(String),
     GatheringComplete,
     State(ConnectionState),
-    SelectedPair { local: Option<CandidateInfo>, remote: Option<CandidateInfo> },
+    SelectedPair {
+        local: Option<CandidateInfo>,
+        remote: Option<CandidateInfo>,
+    },
 }
 
 /// A new agent for `session`, with mDNS off and NetBird's timings from `config`.
@@ -64,7 +67,9 @@ pub(crate) async fn new_agent(config: &IceConfig, session: &IceSession) -> Resul
         srflx_acceptance_min_wait: Some(config.srflx_acceptance_wait),
         prflx_acceptance_min_wait: Some(config.prflx_acceptance_wait),
         relay_acceptance_min_wait: Some(config.relay_acceptance_wait),
-        interface_filter: Arc::new(Some(Box::new(move |name: &str| interfaces.allows_interface(name)))),
+        interface_filter: Arc::new(Some(Box::new(move |name: &str| {
+            interfaces.allows_interface(name)
+        }))),
         ip_filter: Arc::new(Some(Box::new(move |ip| ips.allows_ip(ip)))),
         include_loopback: config.interfaces.include_loopback,
         ..AgentConfig::default()
@@ -73,7 +78,11 @@ pub(crate) async fn new_agent(config: &IceConfig, session: &IceSession) -> Resul
 }
 
 /// Forwards the agent's callbacks to `signals`; `gathered` turns true when gathering ends.
-pub(crate) fn forward_callbacks(agent: &Agent, signals: mpsc::Sender<AgentSignal>, gathered: watch::Sender<bool>) {
+pub(crate) fn forward_callbacks(
+    agent: &Agent,
+    signals: mpsc::Sender<AgentSignal>,
+    gathered: watch::Sender<bool>,
+) {
     let tx = signals.clone();
     agent.on_candidate(Box::new(move |c: Option<Arc<dyn Candidate + Send + Sync>>| {
         let signal = match &c {
@@ -116,7 +125,9 @@ pub(crate) fn candidate_info(c: &(dyn Candidate + Send + Sync)) -> Option<Candid
     let addr = c.addr();
     let addr = if addr.port() == 0 {
         // Unresolved (never for IP candidates); fall back to the advertised address.
-        format!("{}:{}", c.address(), c.port()).parse::<SocketAddr>().ok()?
+        format!("{}:{}", c.address(), c.port())
+            .parse::<SocketAddr>()
+            .ok()?
     } else {
         addr
     };
@@ -202,7 +213,12 @@ mod tests {
 
     #[test]
     fn bad_stun_urls_are_refused() {
-        for url in ["127.0.0.1:3478", "stun://127.0.0.1", "turn:127.0.0.1", "stuns:127.0.0.1"] {
+        for url in [
+            "127.0.0.1:3478",
+            "stun://127.0.0.1",
+            "turn:127.0.0.1",
+            "stuns:127.0.0.1",
+        ] {
             assert!(urls(&config(&[url], &[]), false).is_err(), "{url}");
         }
     }

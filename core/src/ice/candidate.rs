@@ -82,7 +82,12 @@ pub struct RejectionCounters {
 
 impl RejectionCounters {
     pub fn total(&self) -> u64 {
-        self.malformed + self.unsupported + self.duplicate + self.stale_session + self.too_many + self.bad_credentials
+        self.malformed
+            + self.unsupported
+            + self.duplicate
+            + self.stale_session
+            + self.too_many
+            + self.bad_credentials
     }
 
     pub(crate) fn count(&mut self, r: &Rejection) {
@@ -149,7 +154,9 @@ impl RemoteCandidates {
         }
         let raw = strip_prefix(raw.trim());
         check_shape(raw)?;
-        let candidate = unmarshal_candidate(raw).map_err(|e| Rejection::Malformed { reason: e.to_string() })?;
+        let candidate = unmarshal_candidate(raw).map_err(|e| Rejection::Malformed {
+            reason: e.to_string(),
+        })?;
         check_candidate(&candidate, self.udp6)?;
         let key = CandidateKey {
             network: candidate.network_type().to_string(),
@@ -185,7 +192,8 @@ fn check_shape(raw: &str) -> Result<(), Rejection> {
         });
     }
     let fields: Vec<&str> = raw.split_whitespace().collect();
-    let (Some(transport), Some(typ_keyword), Some(_typ)) = (fields.get(2), fields.get(6), fields.get(7)) else {
+    let (Some(transport), Some(typ_keyword), Some(_typ)) = (fields.get(2), fields.get(6), fields.get(7))
+    else {
         return Err(Rejection::Malformed {
             reason: format!("{} fields, at least 8", fields.len()),
         });
@@ -239,7 +247,10 @@ mod tests {
             let c = rc.admit(None, raw).unwrap();
             assert_eq!(c.marshal(), raw);
         }
-        assert!(rc.admit(None, &format!("candidate:{HOST} ")).is_err(), "second time: duplicate");
+        assert!(
+            rc.admit(None, &format!("candidate:{HOST} ")).is_err(),
+            "second time: duplicate"
+        );
     }
 
     #[test]
@@ -278,7 +289,10 @@ mod tests {
     fn tcp_and_mdns_candidates_are_unsupported() {
         let mut rc = RemoteCandidates::new("abc", true);
         let tcp = "1 1 tcp 1 1.2.3.4 5 typ host tcptype passive";
-        assert!(matches!(rc.admit(None, tcp), Err(Rejection::UnsupportedTransport { .. })));
+        assert!(matches!(
+            rc.admit(None, tcp),
+            Err(Rejection::UnsupportedTransport { .. })
+        ));
         let mdns = "1 1 udp 1 8f2a9c.local 5 typ host";
         assert_eq!(rc.admit(None, mdns).err(), Some(Rejection::MdnsAddress));
     }
@@ -307,9 +321,13 @@ mod tests {
     fn a_session_admits_a_bounded_number_of_candidates() {
         let mut rc = RemoteCandidates::new("abc", true);
         for port in 0..MAX_REMOTE_CANDIDATES {
-            rc.admit(None, &format!("1 1 udp 1 10.0.0.1 {} typ host", port + 1000)).unwrap();
+            rc.admit(None, &format!("1 1 udp 1 10.0.0.1 {} typ host", port + 1000))
+                .unwrap();
         }
-        assert_eq!(rc.admit(None, "1 1 udp 1 10.0.0.2 1 typ host").err(), Some(Rejection::TooMany));
+        assert_eq!(
+            rc.admit(None, "1 1 udp 1 10.0.0.2 1 typ host").err(),
+            Some(Rejection::TooMany)
+        );
     }
 
     #[test]
@@ -317,8 +335,29 @@ mod tests {
         // A cheap fuzz: random tokens from a vocabulary that reaches every parser branch.
         use rand::{Rng, SeedableRng};
         let vocab = [
-            "1", "udp", "tcp", "UDP", "typ", "host", "srflx", "prflx", "relay", "raddr", "rport", "tcptype",
-            "passive", "active", "1.2.3.4", "::1", "x.local", "65535", "65536", "-1", "", "candidate:", "\u{0}",
+            "1",
+            "udp",
+            "tcp",
+            "UDP",
+            "typ",
+            "host",
+            "srflx",
+            "prflx",
+            "relay",
+            "raddr",
+            "rport",
+            "tcptype",
+            "passive",
+            "active",
+            "1.2.3.4",
+            "::1",
+            "x.local",
+            "65535",
+            "65536",
+            "-1",
+            "",
+            "candidate:",
+            "\u{0}",
         ];
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let mut rc = RemoteCandidates::new("abc", true);

@@ -146,7 +146,10 @@ impl Default for InterfaceFilter {
     /// NetBird's deny list.
     fn default() -> Self {
         Self {
-            excluded_prefixes: NETBIRD_EXCLUDED_INTERFACE_PREFIXES.iter().map(|s| (*s).to_owned()).collect(),
+            excluded_prefixes: NETBIRD_EXCLUDED_INTERFACE_PREFIXES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             excluded_names: Vec::new(),
             only_names: Vec::new(),
             include_loopback: false,
@@ -185,7 +188,10 @@ impl InterfaceFilter {
     pub fn allows_interface(&self, name: &str) -> bool {
         (self.only_names.is_empty() || self.only_names.iter().any(|n| n == name))
             && !self.excluded_names.iter().any(|n| n == name)
-            && !self.excluded_prefixes.iter().any(|p| name.starts_with(p.as_str()))
+            && !self
+                .excluded_prefixes
+                .iter()
+                .any(|p| name.starts_with(p.as_str()))
     }
 
     /// IPv6 link-local addresses need a scope id that candidates cannot carry, so webrtc-ice
@@ -205,7 +211,17 @@ mod tests {
     #[test]
     fn default_filter_is_netbirds_deny_list() {
         let f = InterfaceFilter::default();
-        for name in ["lo", "wt0", "utun3", "tun0", "wg0", "tailscale0", "docker0", "veth12", "br-abc"] {
+        for name in [
+            "lo",
+            "wt0",
+            "utun3",
+            "tun0",
+            "wg0",
+            "tailscale0",
+            "docker0",
+            "veth12",
+            "br-abc",
+        ] {
             assert!(!f.allows_interface(name), "{name}");
         }
         for name in ["eth0", "wlan0", "rmnet_data0", "en0"] {

@@ -77,7 +77,8 @@ fn random_letters(rng: &mut impl Rng, len: usize) -> String {
 
 fn valid_part(s: &str, min: usize) -> bool {
     (min..=MAX_CREDENTIAL_LEN).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 #[cfg(test)]
@@ -89,7 +90,11 @@ mod tests {
         let c = IceCredentials::generate();
         assert_eq!(c.ufrag.len(), 16);
         assert_eq!(c.pwd.len(), 32);
-        assert!(c.ufrag.chars().chain(c.pwd.chars()).all(|ch| ch.is_ascii_alphabetic()));
+        assert!(c
+            .ufrag
+            .chars()
+            .chain(c.pwd.chars())
+            .all(|ch| ch.is_ascii_alphabetic()));
         assert!(c.is_valid());
         assert_ne!(c, IceCredentials::generate());
     }

@@ -33,7 +33,9 @@ mod sha1;
 mod turn_rest;
 mod worker;
 
-pub use candidate::{CandidateKind, Rejection, RejectionCounters, RemoteCandidates, MAX_CANDIDATE_LEN, MAX_REMOTE_CANDIDATES};
+pub use candidate::{
+    CandidateKind, Rejection, RejectionCounters, RemoteCandidates, MAX_CANDIDATE_LEN, MAX_REMOTE_CANDIDATES,
+};
 pub use config::{
     IceConfig, InterfaceFilter, TurnServer, CLOSE_TIMEOUT, DISCONNECTED_TIMEOUT, FAILED_TIMEOUT,
     GATHER_DRAIN_TIMEOUT, HOST_ACCEPTANCE_WAIT, KEEPALIVE_INTERVAL, NETBIRD_EXCLUDED_INTERFACE_PREFIXES,

@@ -42,7 +42,11 @@ pub struct IcePath {
 impl IcePath {
     /// Starts the reader and writer tasks on `conn` (the agent's connection). Must be called
     /// inside a tokio runtime.
-    pub(crate) fn start(conn: Arc<dyn Conn + Send + Sync>, binding: PathBinding, info: PairInfo) -> Arc<Self> {
+    pub(crate) fn start(
+        conn: Arc<dyn Conn + Send + Sync>,
+        binding: PathBinding,
+        info: PairInfo,
+    ) -> Arc<Self> {
         let (outbound, queue) = mpsc::channel(OUTBOUND_CAPACITY);
         let rtt = Arc::new(HandshakeRtt::default());
         let tasks = vec![

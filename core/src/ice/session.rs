@@ -75,14 +75,23 @@ mod tests {
     fn the_same_remote_credentials_keep_the_session() {
         let r = IceCredentials::generate();
         assert_eq!(classify(Some(&r), &r.clone()), SessionChange::Same);
-        assert_eq!(classify(Some(&r), &IceCredentials::generate()), SessionChange::New);
+        assert_eq!(
+            classify(Some(&r), &IceCredentials::generate()),
+            SessionChange::New
+        );
         assert_eq!(classify(None, &r), SessionChange::New);
     }
 
     #[test]
     fn empty_remote_credentials_are_invalid() {
         let r = IceCredentials::generate();
-        assert_eq!(classify(Some(&r), &IceCredentials::new("", "")), SessionChange::Invalid);
-        assert_eq!(classify(None, &IceCredentials::new(&r.ufrag, "")), SessionChange::Invalid);
+        assert_eq!(
+            classify(Some(&r), &IceCredentials::new("", "")),
+            SessionChange::Invalid
+        );
+        assert_eq!(
+            classify(None, &IceCredentials::new(&r.ufrag, "")),
+            SessionChange::Invalid
+        );
     }
 }

@@ -273,7 +273,9 @@ async fn close_agent(agent: &Agent, config: &IceConfig, peer: PublicKey) {
     match tokio::time::timeout(config.close_timeout, agent.close()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "ice agent close"),
-        Err(_) => tracing::warn!(%peer, timeout = ?config.close_timeout, "ice agent close timed out; abandoned"),
+        Err(_) => {
+            tracing::warn!(%peer, timeout = ?config.close_timeout, "ice agent close timed out; abandoned")
+        }
     }
 }
 
@@ -287,7 +289,9 @@ async fn pump(mut signals: mpsc::Receiver<AgentSignal>, events: mpsc::Sender<Ice
             }
             AgentSignal::GatheringComplete => IceEvent::GatheringComplete,
             AgentSignal::State(s) => {
-                let Some(state) = IceState::from_ice(s) else { continue };
+                let Some(state) = IceState::from_ice(s) else {
+                    continue;
+                };
                 tracing::info!(%peer, %state, "ice state");
                 IceEvent::State(state)
             }
@@ -340,8 +344,10 @@ impl Connect {
             tracing::warn!(%peer, "ice connected without a selected pair");
             return;
         };
-        let (Some(local), Some(remote)) = (candidate_info(pair.local.as_ref()), candidate_info(pair.remote.as_ref()))
-        else {
+        let (Some(local), Some(remote)) = (
+            candidate_info(pair.local.as_ref()),
+            candidate_info(pair.remote.as_ref()),
+        ) else {
             tracing::warn!(%peer, "ice selected pair has an unknown candidate type");
             return;
         };
