@@ -71,6 +71,7 @@ ice_runs() {
     local name=$1 ctl=$2 ctd=$3 pred=$4
     shift 4
     : >"$LAB_TMP/$name.ms"
+    : >"$LAB_TMP/$name.pairs"
     local i tag
     for i in $(seq "$ICE_RUNS"); do
         tag=$name-$i
@@ -82,6 +83,7 @@ ice_runs() {
         fi
         grep -h '^RESULT' "$LAB_TMP/$tag.ctl.out" "$LAB_TMP/$tag.ctd.out"
         "$pred" "$tag" || { echo "run $i: unexpected pair"; return 1; }
+        echo "$(result "$tag" ctl local)-$(result "$tag" ctl remote)" >>"$LAB_TMP/$name.pairs"
         result "$tag" ctl connect_ms >>"$LAB_TMP/$name.ms"
         result "$tag" ctd connect_ms >>"$LAB_TMP/$name.ms"
     done
@@ -115,6 +117,12 @@ lab_check "two NATs: ICE P2P over server-reflexive candidates ($ICE_RUNS runs)" 
 lab_check "two symmetric NATs, TURN forced: ICE through relay candidates ($ICE_RUNS runs)" \
     ice_runs sym "$SYM_A" "$SYM_B" through_turn "${STUN[@]}" "${TURN[@]}"
 
+static_user_turn() {
+    ICE_RUNS=1 ice_runs symuser "$SYM_A" "$SYM_B" through_turn "${STUN[@]}" --force-turn \
+        --turn "$COTURN_USER_URL" --turn-user "${COTURN_USER%%:*}" --turn-pass "${COTURN_USER#*:}"
+}
+lab_check "two symmetric NATs, TURN with coturn's static user: relay candidates" static_user_turn
+
 udp_blocked_fails_in_time() {
     nat_block_udp_between_peers
     local start=$SECONDS rc=0
@@ -122,7 +130,7 @@ udp_blocked_fails_in_time() {
     nat_unblock_udp_between_peers
     local took=$((SECONDS - start))
     cat "$LAB_TMP/blocked.ctl.out" "$LAB_TMP/blocked.ctd.out"
-    echo "failed after ${took}s (bound ${ICE_TIMEOUT}s + 2)"
+    echo "failed after ${took}s (bound ${ICE_TIMEOUT}s + 2)" | tee "$LAB_TMP/blocked.took"
     ((rc == 0)) && ((took <= ICE_TIMEOUT + 2)) &&
         grep -q 'FAILED' "$LAB_TMP/blocked.ctl.out" && grep -q 'FAILED' "$LAB_TMP/blocked.ctd.out"
 }
@@ -158,6 +166,13 @@ echo "# connect time, median of both sides over $ICE_RUNS runs (ms):" \
     "same LAN $(median "$LAB_TMP/lan.ms")," \
     "two NATs $(median "$LAB_TMP/nat.ms")," \
     "symmetric NATs via TURN $(median "$LAB_TMP/sym.ms")"
+echo "# selected pairs (controlling side, local-remote):" \
+    "same LAN: $(sort "$LAB_TMP/lan.pairs" | uniq -c | xargs);" \
+    "two NATs: $(sort "$LAB_TMP/nat.pairs" | uniq -c | xargs);" \
+    "symmetric NATs: $(sort "$LAB_TMP/sym.pairs" | uniq -c | xargs)"
+echo "# all connect times (ms): same LAN $(sort -n "$LAB_TMP/lan.ms" | xargs);" \
+    "two NATs $(sort -n "$LAB_TMP/nat.ms" | xargs); TURN $(sort -n "$LAB_TMP/sym.ms" | xargs)"
+[[ -s $LAB_TMP/blocked.took ]] && echo "# UDP blocked: $(cat "$LAB_TMP/blocked.took")"
 if [[ -s $LAB_TMP/idle.rate ]]; then
     echo "# idle connected pair: $(cat "$LAB_TMP/idle.rate") UDP packets/min through one side's NAT (both directions, all STUN)"
 fi
