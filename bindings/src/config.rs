@@ -159,6 +159,7 @@ impl Validated {
             mtu: config.mtu,
             listen_port: config.listen_port,
             peers: config.peers.iter().map(PeerConfig::to_spec).collect(),
+            ..Default::default()
         };
         let core = spec.validate()?;
         let dns_servers = config

@@ -55,6 +55,7 @@ impl From<ConfigError> for PeerlinkError {
             ConfigError::OverlappingAllowedIp { field, .. } => field.clone(),
             ConfigError::DuplicatePeer { field, .. } => field.clone(),
             ConfigError::SelfPeer { field } => field.clone(),
+            ConfigError::Server { field, .. } => field.clone(),
         };
         // core's messages already start with the field and never contain key material.
         Self::Config {
@@ -88,6 +89,9 @@ impl From<EngineError> for PeerlinkError {
                 detail: format!("reading the socket's address: {e}"),
             },
             EngineError::UnknownPeer(key) => Self::internal(format!("peer {key} is not configured")),
+            EngineError::Signal(e) => Self::Socket {
+                detail: format!("signal: {e}"),
+            },
         }
     }
 }

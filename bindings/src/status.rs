@@ -136,6 +136,10 @@ pub(crate) fn event_from_core(e: CoreEvent) -> Option<Event> {
             count: u32::try_from(count).unwrap_or(u32::MAX),
         }),
         CoreEvent::Stopped => None,
+        // Not surfaced to the app yet.
+        CoreEvent::SignalStateChanged(_)
+        | CoreEvent::RelayStateChanged(_)
+        | CoreEvent::IceStateChanged { .. } => None,
     }
 }
 

@@ -431,7 +431,7 @@ fn the_watchdog_probe_round_trips_through_the_real_server() {
 fn offer() -> OfferAnswer {
     let mut rng = rand::thread_rng();
     OfferAnswer {
-        ice: Some(IceCredentials::generate(&mut rng)),
+        ice: Some(IceCredentials::generate()),
         wg_listen_port: 51820,
         version: "peerlink-test".into(),
         relay_server_address: Some("rels://relay.example:443".into()),

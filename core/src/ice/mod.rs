@@ -29,7 +29,6 @@ mod error;
 mod events;
 mod path;
 mod session;
-mod sha1;
 mod turn_rest;
 mod worker;
 

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 use super::config::TurnServer;
-use super::sha1::hmac_sha1;
+use hmac::{Hmac, Mac};
 
 /// Credentials for `url`, valid until `expires_unix` (seconds since the Unix epoch, the wall
 /// clock coturn compares them with).
@@ -20,6 +20,16 @@ pub fn turn_rest_credentials(url: &str, secret: &str, name: &str, expires_unix: 
         username,
         credential,
     }
+}
+
+/// HMAC-SHA1, as coturn computes it (RFC 2104 over SHA-1).
+fn hmac_sha1(key: &[u8], message: &[u8]) -> [u8; 20] {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(key) else {
+        return [0; 20];
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// Credentials for `url` valid for `ttl` from now (wall clock, as coturn checks them).
