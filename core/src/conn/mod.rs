@@ -65,6 +65,8 @@ struct Loop {
     ice_events: mpsc::Sender<(PublicKey, IceEvent)>,
     done: mpsc::Sender<Done>,
     tasks: JoinSet<()>,
+    /// The platform's word on the network; offline, the guard's offers wait.
+    online: bool,
 }
 
 /// Runs the control plane until `shutdown`, then closes ICE agents, relays and signal.
@@ -80,6 +82,7 @@ pub(crate) async fn run(
     let mut relay_state = relay.as_ref().map(|r| r.state());
     let mut signal_state = signal.state();
     let mut peers_changed = shared.peers_changed.subscribe();
+    let mut online = shared.online.subscribe();
     let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
     let (ice_events, mut ice_rx) = mpsc::channel(ICE_EVENTS_CAPACITY);
     let (done, mut done_rx) = mpsc::channel(DONE_CAPACITY);
@@ -96,6 +99,7 @@ pub(crate) async fn run(
         ice_events,
         done,
         tasks,
+        online: true,
     };
     l.sync_peers(Instant::now());
     loop {
@@ -105,6 +109,10 @@ pub(crate) async fn run(
             biased;
             _ = shutdown.changed() => break,
             _ = peers_changed.changed() => l.sync_peers(Instant::now()),
+            Ok(()) = online.changed() => {
+                let is_online = *online.borrow_and_update();
+                l.on_network_changed(is_online, Instant::now()).await;
+            }
             Some((from, msg)) = incoming.recv() => l.on_signal(from, msg, Instant::now()),
             Some((peer, event)) = ice_rx.recv() => l.on_ice(peer, event, Instant::now()),
             Some(done) = done_rx.recv() => l.on_done(done, Instant::now()),
@@ -377,7 +385,31 @@ impl Loop {
         let _ = self.shared.events.send(Event::RelayStateChanged(state));
     }
 
+    /// The platform's network changed (DESIGN 5): reconnect what talks to servers and offer
+    /// again, so ICE gathers on the new network while the relay carries traffic.
+    async fn on_network_changed(&mut self, online: bool, now: Instant) {
+        self.online = online;
+        if !online {
+            return;
+        }
+        self.signal.reconnect();
+        if let Some(relay) = &self.relay {
+            relay.network_changed().await;
+        }
+        for (peer, conn) in self.peers.iter_mut() {
+            // The old candidates belong to the old network: a new ICE session gathers anew.
+            if let Some(id) = conn.ice_failed() {
+                self.shared.detach_path(peer, id);
+            }
+            conn.guard.on_event(now);
+        }
+    }
+
     fn on_timeout(&mut self, now: Instant) {
+        if !self.online {
+            // No network: nothing is sent; the next `network_changed(true)` re-offers.
+            return;
+        }
         let mut rng = rand::thread_rng();
         let ice_enabled = self.setup.ice.is_some();
         let due: Vec<PublicKey> = self
@@ -407,6 +439,9 @@ impl Loop {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        if !self.online {
+            return None;
+        }
         self.peers.values().filter_map(|c| c.guard.poll_timeout()).min()
     }
 

@@ -108,6 +108,8 @@ pub(crate) struct Shared {
     pub peers_changed: watch::Sender<u64>,
     /// The control plane's view of its servers, for status.
     pub control: Mutex<ControlStatus>,
+    /// Whether the platform says a network is available; the control plane follows it.
+    pub online: watch::Sender<bool>,
 }
 
 /// Signal and relay state as the control plane last saw them.
@@ -152,6 +154,7 @@ impl Engine {
             inbound: inbound_tx,
             peers_changed: watch::channel(0).0,
             control: Mutex::new(ControlStatus::default()),
+            online: watch::channel(true).0,
         });
         let setup = ConnSetup::from_config(&config, &options.sockets, options.tun_name.as_deref());
         let signal = options
@@ -221,6 +224,14 @@ impl Engine {
         self.shared.tun.store(Arc::new(tun));
         self.shared.tun_changed.send_modify(|n| *n += 1);
         tracing::info!("tun replaced");
+    }
+
+    /// The platform's network changed. Online: reconnect signal and relay now, re-offer to
+    /// every peer that is not connected and restart ICE gathering on the next offer. Offline:
+    /// retry loops wait and nothing is offered until the network is back.
+    pub fn network_changed(&self, online: bool) {
+        tracing::info!(online, "network changed");
+        self.shared.online.send_modify(|o| *o = online);
     }
 
     /// A handle that reads the status from elsewhere (a control socket) without keeping the
