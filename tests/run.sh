@@ -44,6 +44,7 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v wg >/dev/null || need+=(wireguard-tools)
 command -v iperf3 >/dev/null || need+=(iperf3)
 command -v openssl >/dev/null || need+=(openssl)
+command -v turnserver >/dev/null || need+=(coturn)
 command -v ss >/dev/null || need+=(iproute2)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

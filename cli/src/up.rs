@@ -73,7 +73,11 @@ pub fn run(path: &str) -> Result<(), UpError> {
         .map_err(UpError::Runtime)?;
     runtime.block_on(async move {
         let tun = peerlink_core::tun::linux::open(&up.interface, &config.addresses, config.mtu)?;
-        let engine = Engine::start(config, tun, EngineOptions::default())?;
+        let options = EngineOptions {
+            tun_name: Some(up.interface.clone()),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::start(config, tun, options)?;
         let socket = control::socket_path(&up.interface);
         let server = control::serve(Path::new(&socket), engine.status_source())?;
         println!(

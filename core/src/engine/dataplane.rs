@@ -171,7 +171,7 @@ impl Shared {
     }
 
     /// Sends a WireGuard datagram on the peer's active path.
-    pub(super) fn transmit(&self, peer: &Peer, datagram: &[u8], now: Instant) {
+    pub(crate) fn transmit(&self, peer: &Peer, datagram: &[u8], now: Instant) {
         let Some(path) = peer.active_path() else {
             peer.counters.no_path(1);
             return;

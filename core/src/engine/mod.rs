@@ -36,6 +36,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// boringtun's handshake limit per second before it answers with cookies (its own default for a
 /// single peer is 10; a device with many peers shares one limiter, as boringtun's device does).
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
+/// Room for a WireGuard handshake initiation (148 bytes).
+const HANDSHAKE_BUFFER: usize = 256;
 /// UDP socket buffers: 4 MiB holds ~3000 full datagrams, about 10 ms at 3 Gbit/s, so a burst
 /// is not dropped while the receive loop is busy (the default ~200 KiB overflowed in
 /// boringtun-cli's measurements). The kernel may cap it at net.core.rmem_max.
@@ -327,7 +329,27 @@ impl Shared {
         let before = p.active_path().map(|a| a.id);
         p.attach(id, path);
         self.report_path_change(p, before);
+        if before.is_none() {
+            self.kick_handshake(p);
+        }
         Ok(())
+    }
+
+    /// The peer just got its first path: a handshake boringtun tried before had nowhere to go
+    /// and would wait for its 5 s retry, so send one now.
+    fn kick_handshake(&self, peer: &crate::wg::Peer) {
+        let mut out = [0u8; HANDSHAKE_BUFFER];
+        let mut tunn = peer.tunn.lock();
+        if tunn.time_since_last_handshake().is_some() {
+            return;
+        }
+        if let boringtun::noise::TunnResult::WriteToNetwork(d) =
+            tunn.format_handshake_initiation(&mut out, true)
+        {
+            let d = d.to_vec();
+            drop(tunn);
+            self.transmit(peer, &d, crate::clock::Instant::now());
+        }
     }
 
     pub fn detach_path(&self, peer: &PublicKey, id: PathId) {
