@@ -92,6 +92,7 @@ impl From<EngineError> for PeerlinkError {
             EngineError::Signal(e) => Self::Socket {
                 detail: format!("signal: {e}"),
             },
+            EngineError::IceWithoutSignal => Self::config("ice", EngineError::IceWithoutSignal.to_string()),
         }
     }
 }

@@ -1,14 +1,19 @@
 //! `peerlink demo`: two engines in this process, each on one end of a socketpair standing in for
-//! its tun, connected over loopback UDP. The "operating system" behind each tun answers pings,
-//! so ICMP echo crosses the tunnel both ways. No root, no servers.
+//! its tun. They know only each other's public keys: they meet through an in-process signal hub
+//! (NetBird's offer/answer/candidate messages, sealed as on the wire), connect with ICE over
+//! loopback, and run WireGuard on the ICE path. The "operating system" behind each tun answers
+//! pings, so ICMP echo crosses the tunnel both ways. No root, no servers.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peerlink_core::conn::SignalSource;
 use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
+use peerlink_core::path::PathKind;
+use peerlink_core::signal::SignalHub;
 use peerlink_core::tun::{packet_socketpair, FdOwnership, Framing, Tun};
-use peerlink_core::{Engine, EngineOptions, EngineSpec, Event, PeerSpec, PrivateKey};
+use peerlink_core::{Engine, EngineOptions, EngineSpec, Event, IceSpec, PeerSpec, PrivateKey};
 use tokio::sync::mpsc;
 
 /// Pings per direction and family.
@@ -17,6 +22,8 @@ const PINGS: u16 = 5;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// ICMP echo payload, as `ping`'s default.
 const PING_PAYLOAD: usize = 56;
+/// How long the engines may take to find each other; ICE on loopback needs well under a second.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -34,6 +41,8 @@ pub enum DemoError {
     TunWrite(std::io::Error),
     #[error("{lost} of {sent} pings got no reply")]
     Lost { lost: usize, sent: usize },
+    #[error("the engines did not connect over ICE within {0:?}")]
+    NotConnected(Duration),
 }
 
 struct Host {
@@ -55,27 +64,29 @@ pub fn run() -> Result<(), DemoError> {
 }
 
 async fn demo() -> Result<(), DemoError> {
-    println!("peerlink demo: two engines, socketpair tuns, WireGuard over loopback UDP\n");
+    println!("peerlink demo: two engines that know only each other's keys");
+    println!("  signal: in-process hub   paths: ICE on loopback   tuns: socketpairs\n");
     let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+    let hub = SignalHub::new();
     let started = Instant::now();
-    let mut b = host("bob", &kb, 2, vec![])?;
-    let mut a = host(
-        "alice",
-        &ka,
-        1,
-        vec![peer(&kb, 2, Some(b.engine.listen_addr().to_string()))],
-    )?;
-    b.engine
-        .update_peers(spec(&kb, 2, vec![peer(&ka, 1, None)]).validate()?.peers);
-    println!("  alice {} on {}", ka.public_key(), a.engine.listen_addr());
-    println!(
-        "  bob   {} on {} (learns alice's endpoint by roaming)",
-        kb.public_key(),
-        b.engine.listen_addr()
-    );
-    println!("  engines up in {:.1} ms\n", ms(started.elapsed()));
-
+    let mut a = host("alice", &ka, 1, vec![peer(&kb, 2)], &hub)?;
     let mut events = a.engine.subscribe();
+    let mut b = host("bob", &kb, 2, vec![peer(&ka, 1)], &hub)?;
+    println!("  alice {} on {}", ka.public_key(), a.engine.listen_addr());
+    println!("  bob   {} on {}", kb.public_key(), b.engine.listen_addr());
+    println!("  engines up in {:.1} ms", ms(started.elapsed()));
+    wait_for_ice(&mut events).await?;
+    println!(
+        "  offer/answer and candidates through signal, ICE connected {:.1} ms after start",
+        ms(started.elapsed())
+    );
+    if let Some(p) = a.engine.status().peers.first() {
+        let kind = p.active_path.map(|k| k.to_string()).unwrap_or_default();
+        println!(
+            "  alice -> bob path: {kind} {}\n",
+            p.remote.clone().unwrap_or_default()
+        );
+    }
     let mut sent = 0;
     let mut lost = 0;
     for (from_is_a, v6) in [(true, false), (false, false), (true, true), (false, true)] {
@@ -117,30 +128,57 @@ async fn demo() -> Result<(), DemoError> {
     Ok(())
 }
 
+async fn wait_for_ice(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Result<(), DemoError> {
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Event::PathChanged {
+                kind: Some(PathKind::IceP2p),
+                ..
+            })) => return Ok(()),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => {
+                return Err(DemoError::NotConnected(CONNECT_TIMEOUT))
+            }
+        }
+    }
+}
+
 fn spec(key: &PrivateKey, n: u8, peers: Vec<PeerSpec>) -> EngineSpec {
     EngineSpec {
         private_key: key.to_base64(),
         addresses: vec![format!("100.64.0.{n}/24"), format!("fd64::{n}/64")],
         peers,
+        // Loopback only: the demo must not reach beyond this machine.
+        ice: Some(IceSpec {
+            interfaces: Some(vec!["lo".into()]),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
-fn peer(key: &PrivateKey, n: u8, endpoint: Option<String>) -> PeerSpec {
+fn peer(key: &PrivateKey, n: u8) -> PeerSpec {
     PeerSpec {
         public_key: key.public_key().to_base64(),
         allowed_ips: vec![format!("100.64.0.{n}/32"), format!("fd64::{n}/128")],
-        endpoint,
         ..Default::default()
     }
 }
 
-fn host(name: &'static str, key: &PrivateKey, n: u8, peers: Vec<PeerSpec>) -> Result<Host, DemoError> {
+fn host(
+    name: &'static str,
+    key: &PrivateKey,
+    n: u8,
+    peers: Vec<PeerSpec>,
+    hub: &SignalHub,
+) -> Result<Host, DemoError> {
     let (engine_end, os_end) = packet_socketpair().map_err(DemoError::Socketpair)?;
     let tun = Tun::from_fd(engine_end, Framing::RawIp, FdOwnership::Owned)?;
     let os = Arc::new(Tun::from_fd(os_end, Framing::RawIp, FdOwnership::Owned)?);
     let options = EngineOptions {
         listen_ip: IpAddr::from([127, 0, 0, 1]),
+        signal: Some(SignalSource::Hub(hub.clone())),
         ..Default::default()
     };
     let engine = Engine::start(spec(key, n, peers).validate()?, tun, options)?;

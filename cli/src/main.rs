@@ -100,8 +100,14 @@ fn flag(args: &[String], name: &str) -> Result<Option<String>, CliError> {
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info for peerlink, warn otherwise).
 fn init_logging() {
+    let default = if std::env::args().nth(1).as_deref() == Some("demo") {
+        "warn,webrtc_ice=error"
+    } else {
+        // webrtc-ice warns about routine events (no pairs yet, unreachable STUN over IPv6).
+        "warn,webrtc_ice=error,peerlink_core=info,peerlink=info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,peerlink_core=info,peerlink=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

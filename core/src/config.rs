@@ -196,9 +196,6 @@ impl EngineSpec {
         let signal = self.signal.as_ref().map(validate_signal).transpose()?;
         let relay = self.relay.as_ref().map(validate_relay).transpose()?;
         let ice = self.ice.as_ref().map(validate_ice).transpose()?;
-        if ice.is_some() && signal.is_none() {
-            return Err(server_error("ice", "ICE needs a signal server"));
-        }
         Ok(EngineConfig {
             private_key,
             addresses,

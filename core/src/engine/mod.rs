@@ -77,6 +77,10 @@ pub enum EngineError {
     UnknownPeer(PublicKey),
     #[error("signal: {0}")]
     Signal(#[from] crate::signal::SignalError),
+    #[error(
+        "ICE is configured but no signal server is: ICE credentials and candidates travel through signal"
+    )]
+    IceWithoutSignal,
 }
 
 /// A running engine. Dropping it without `stop` aborts its tasks.
