@@ -75,7 +75,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 record "cargo clippy" $?
 
 step "cargo test"
-cargo test --workspace --locked 2>&1 | tee "$log_dir/cargo-test.log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log_dir/cargo-test.log"
 add_counts "$log_dir/cargo-test.log" "cargo test" "${PIPESTATUS[0]}"
 
 step "lab suites (network namespaces)"

@@ -498,14 +498,6 @@ mod tests {
             ..Default::default()
         });
         assert!(s.validate().is_ok());
-        s.ice = Some(IceSpec {
-            stun: vec!["stun:127.0.0.1:3478".into()],
-            ..Default::default()
-        });
-        assert!(
-            matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "ice"),
-            "ICE needs signal"
-        );
         s.signal = Some(SignalSpec {
             url: "http://127.0.0.1:1".into(),
             ca_pem: None,
