@@ -153,5 +153,19 @@ lab_check "symmetric NATs: ping both ways" bash -c \
 stop_peers
 fi
 
-[[ -f $LAB_TMP/figures ]] && cat "$LAB_TMP/figures"
+# --- figures: start -> first reply over ICE alone (no relay to answer first), FIGURE_RUNS each --
+if [[ ${FIGURE_RUNS:-0} -gt 0 ]]; then
+    for topo in lan nat; do
+        if [[ $topo == lan ]]; then fa=$LA fb=$LB; else fa=$NA fb=$NB; fi
+        [[ -n ${fa:-} ]] || continue
+        for ((run = 1; run <= FIGURE_RUNS; run++)); do
+            connect "i$topo$run" "$fa" "$fb" no >/dev/null 2>&1 || echo "# $topo run $run: no reply"
+            stop_peers
+        done
+        grep "i$topo[0-9]*:" "$LAB_TMP/figures" | awk '{ print $(NF-1) }' | sort -n | awk -v t="$topo" '
+            { v[NR] = $1 } END { printf "figure start -> first reply over ICE only, %s: median %d ms of %d runs (min %d, max %d)\n", t, v[int((NR+1)/2)], NR, v[1], v[NR] }'
+    done
+fi
+
+[[ -f $LAB_TMP/figures ]] && grep -vE ', i(lan|nat)[0-9]+:' "$LAB_TMP/figures"
 lab_summary
