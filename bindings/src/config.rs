@@ -1,22 +1,23 @@
 //! The configuration records the app fills in, their mapping onto core's `EngineSpec`, and the
 //! interface settings (addresses, routes, MTU, DNS) the platform gives its tunnel.
 //!
-//! Every field beyond the private key has a default, so a field added later (signal URL, relay
-//! servers, STUN/TURN) does not break code written against an older version: Kotlin gets
-//! default arguments, Swift default initialiser parameters.
+//! Every field beyond the private key has a default, so a field added later does not break code
+//! written against an older version: Kotlin gets default arguments, Swift default initialiser
+//! parameters. Secrets (keys, relay tokens, TURN credentials) never appear in `Debug` output.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use peerlink_core::config::validate_peers;
 use peerlink_core::net::IpNet;
 use peerlink_core::tun::{FdOwnership, Framing};
-use peerlink_core::{EngineSpec, PeerSpec, PrivateKey, PublicKey};
+use peerlink_core::{EngineSpec, IceSpec, PeerSpec, PrivateKey, PublicKey, RelaySpec, SignalSpec, TurnSpec};
 
 use crate::error::PeerlinkError;
 use crate::guard::guard;
 
 /// Everything the engine needs besides the tun fd and the platform callbacks.
-#[derive(Debug, Clone, uniffi::Record)]
+#[derive(Clone, uniffi::Record)]
 pub struct EngineConfig {
     /// This device's WireGuard private key, base64 (as `wg genkey` prints it). Never logged.
     pub private_key: String,
@@ -41,9 +42,71 @@ pub struct EngineConfig {
     /// it; others: the engine closes the fd Android's `detachFd()` handed over).
     #[uniffi(default = None)]
     pub fd_ownership: Option<TunFdOwnership>,
+    /// NetBird's signal server; with it, peers need no endpoints (they meet over ICE or relay).
+    #[uniffi(default = None)]
+    pub signal: Option<SignalConfig>,
+    /// NetBird's relay servers: the path that always works, and the standby behind ICE.
+    #[uniffi(default = None)]
+    pub relay: Option<RelayConfig>,
+    /// ICE with STUN and TURN servers; needs `signal`.
+    #[uniffi(default = None)]
+    pub ice: Option<IceConfig>,
+}
+
+/// NetBird's signal server.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SignalConfig {
+    /// `https://host:port` (or `http://` for a server without TLS).
+    pub url: String,
+    /// PEM CA certificate(s) to trust besides the public roots (a self-hosted server).
+    #[uniffi(default = None)]
+    pub ca_pem: Option<String>,
+}
+
+/// NetBird's relay servers and the credentials for them: the token management hands out
+/// (`token_payload` + `token_signature`), or the relay's shared secret to mint one locally
+/// (self-hosted setups).
+#[derive(Clone, uniffi::Record)]
+pub struct RelayConfig {
+    /// `rels://host:port` or `rel://host:port`, as management lists them.
+    pub urls: Vec<String>,
+    #[uniffi(default = None)]
+    pub token_payload: Option<String>,
+    /// Base64, as management hands it out. Never logged.
+    #[uniffi(default = None)]
+    pub token_signature: Option<String>,
+    /// Never logged.
+    #[uniffi(default = None)]
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, uniffi::Record)]
+pub struct IceConfig {
+    /// `stun:host:port` URLs.
+    #[uniffi(default = [])]
+    pub stun: Vec<String>,
+    #[uniffi(default = [])]
+    pub turn: Vec<TurnServer>,
+    /// Gather TURN candidates even when NetBird's relay works between the peers.
+    #[uniffi(default = false)]
+    pub force_turn: bool,
+    /// Interface names ICE may gather on, replacing the default choice (which leaves out
+    /// loopback and VPN interfaces). Tests use `["lo"]`; apps leave it unset.
+    #[uniffi(default = None)]
+    pub interfaces: Option<Vec<String>>,
+}
+
+/// A TURN server (UDP; `turns:` is not supported).
+#[derive(Clone, uniffi::Record)]
+pub struct TurnServer {
+    /// `turn:host:port`.
+    pub url: String,
+    pub username: String,
+    /// Never logged.
+    pub credential: String,
+}
+
+#[derive(Clone, uniffi::Record)]
 pub struct PeerConfig {
     /// The peer's WireGuard public key, base64.
     pub public_key: String,
@@ -159,7 +222,9 @@ impl Validated {
             mtu: config.mtu,
             listen_port: config.listen_port,
             peers: config.peers.iter().map(PeerConfig::to_spec).collect(),
-            ..Default::default()
+            signal: config.signal.as_ref().map(SignalConfig::to_spec),
+            relay: config.relay.as_ref().map(RelayConfig::to_spec),
+            ice: config.ice.as_ref().map(IceConfig::to_spec),
         };
         let core = spec.validate()?;
         let dns_servers = config
@@ -235,6 +300,102 @@ impl PeerConfig {
     }
 }
 
+impl SignalConfig {
+    fn to_spec(&self) -> SignalSpec {
+        SignalSpec {
+            url: self.url.clone(),
+            ca_pem: self.ca_pem.clone(),
+        }
+    }
+}
+
+impl RelayConfig {
+    fn to_spec(&self) -> RelaySpec {
+        RelaySpec {
+            urls: self.urls.clone(),
+            token_payload: self.token_payload.clone(),
+            token_signature: self.token_signature.clone(),
+            secret: self.secret.clone(),
+        }
+    }
+}
+
+impl IceConfig {
+    fn to_spec(&self) -> IceSpec {
+        IceSpec {
+            stun: self.stun.clone(),
+            turn: self
+                .turn
+                .iter()
+                .map(|t| TurnSpec {
+                    url: t.url.clone(),
+                    username: t.username.clone(),
+                    credential: t.credential.clone(),
+                })
+                .collect(),
+            force_turn: self.force_turn,
+            interfaces: self.interfaces.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("private_key", &REDACTED)
+            .field("addresses", &self.addresses)
+            .field("mtu", &self.mtu)
+            .field("listen_port", &self.listen_port)
+            .field("peers", &self.peers)
+            .field("dns_servers", &self.dns_servers)
+            .field("framing", &self.framing)
+            .field("fd_ownership", &self.fd_ownership)
+            .field("signal", &self.signal)
+            .field("relay", &self.relay)
+            .field("ice", &self.ice)
+            .finish()
+    }
+}
+
+impl fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("public_key", &self.public_key)
+            .field("allowed_ips", &self.allowed_ips)
+            .field("preshared_key", &self.preshared_key.as_ref().map(|_| REDACTED))
+            .field("endpoint", &self.endpoint)
+            .field("persistent_keepalive", &self.persistent_keepalive)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("urls", &self.urls)
+            .field("token_payload", &self.token_payload)
+            .field(
+                "token_signature",
+                &self.token_signature.as_ref().map(|_| REDACTED),
+            )
+            .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+impl fmt::Debug for TurnServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnServer")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("credential", &REDACTED)
+            .finish()
+    }
+}
+
+/// What `Debug` prints in place of a secret.
+const REDACTED: &str = "<redacted>";
+
 impl From<&IpNet> for IpPrefix {
     fn from(net: &IpNet) -> Self {
         Self {
@@ -301,6 +462,35 @@ pub(crate) mod tests {
             dns_servers: vec!["100.64.0.53".into()],
             framing: None,
             fd_ownership: None,
+            signal: None,
+            relay: None,
+            ice: None,
+        }
+    }
+
+    fn servers() -> EngineConfig {
+        EngineConfig {
+            signal: Some(SignalConfig {
+                url: "https://signal.example:443".into(),
+                ca_pem: None,
+            }),
+            relay: Some(RelayConfig {
+                urls: vec!["rels://relay.example:443".into()],
+                token_payload: None,
+                token_signature: None,
+                secret: Some("relay-secret".into()),
+            }),
+            ice: Some(IceConfig {
+                stun: vec!["stun:stun.example:3478".into()],
+                turn: vec![TurnServer {
+                    url: "turn:turn.example:3478".into(),
+                    username: "user".into(),
+                    credential: "turn-credential".into(),
+                }],
+                force_turn: true,
+                interfaces: Some(vec!["lo".into()]),
+            }),
+            ..config()
         }
     }
 
@@ -339,6 +529,74 @@ pub(crate) mod tests {
             matches!(&e, PeerlinkError::Config { field, .. } if field == "peers[0].endpoint"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn servers_map_onto_core_and_default_to_none() {
+        let v = Validated::new(&config()).unwrap();
+        assert!(v.core.signal.is_none() && v.core.relay.is_none() && v.core.ice.is_none());
+        let v = Validated::new(&servers()).unwrap();
+        assert_eq!(
+            v.core.signal.as_ref().map(|s| s.url.as_str()),
+            Some("https://signal.example:443")
+        );
+        assert_eq!(v.core.relay.as_ref().map(|r| r.urls.len()), Some(1));
+        let ice = v.core.ice.as_ref().unwrap();
+        assert_eq!(ice.stun, ["stun:stun.example:3478"]);
+        assert_eq!(ice.turn[0].credential, "turn-credential");
+        assert!(ice.force_turn);
+        assert_eq!(ice.interfaces.as_deref(), Some(&["lo".to_owned()][..]));
+    }
+
+    #[test]
+    fn a_bad_server_field_is_named_in_the_error() {
+        let field = |change: fn(&mut EngineConfig)| {
+            let mut c = servers();
+            change(&mut c);
+            match Validated::new(&c) {
+                Err(PeerlinkError::Config { field, .. }) => field,
+                other => panic!("not a config error: {other:?}"),
+            }
+        };
+        assert_eq!(
+            field(|c| c.signal.as_mut().unwrap().url = "signal.example".into()),
+            "signal.url"
+        );
+        assert_eq!(
+            field(|c| c.relay.as_mut().unwrap().urls = vec!["https://relay".into()]),
+            "relay.urls[0]"
+        );
+        assert_eq!(field(|c| c.relay.as_mut().unwrap().secret = None), "relay");
+        assert_eq!(
+            field(|c| c.ice.as_mut().unwrap().stun = vec!["stun.example".into()]),
+            "ice.stun[0]"
+        );
+        assert_eq!(
+            field(|c| c.ice.as_mut().unwrap().turn[0].url = "turns:turn.example:443".into()),
+            "ice.turn[0].url"
+        );
+        assert_eq!(field(|c| c.signal = None), "ice");
+    }
+
+    #[test]
+    fn debug_output_shows_no_secrets() {
+        let mut c = servers();
+        c.peers[0].preshared_key = Some(generate_key_pair().private_key);
+        if let Some(r) = c.relay.as_mut() {
+            r.token_signature = Some("token-signature".into());
+        }
+        let text = format!("{c:?}");
+        let secrets = [
+            c.private_key.as_str(),
+            c.peers[0].preshared_key.as_deref().unwrap(),
+            "relay-secret",
+            "token-signature",
+            "turn-credential",
+        ];
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("rels://relay.example:443"), "{text}");
     }
 
     #[test]

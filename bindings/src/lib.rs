@@ -17,13 +17,16 @@ mod status;
 mod utun;
 
 pub use config::{
-    generate_key_pair, interface_settings, public_key_of, EngineConfig, InterfaceSettings, IpPrefix, KeyPair,
-    PeerConfig, TunFdOwnership, TunFraming,
+    generate_key_pair, interface_settings, public_key_of, EngineConfig, IceConfig, InterfaceSettings,
+    IpPrefix, KeyPair, PeerConfig, RelayConfig, SignalConfig, TunFdOwnership, TunFraming, TurnServer,
 };
 pub use engine::{Engine, MAX_BLOCKING_THREADS, THREAD_STACK_SIZE, WORKER_THREADS};
 pub use error::PeerlinkError;
 pub use logging::{init_logging, set_log_level, LogLevel};
 pub use platform::Platform;
-pub use status::{EngineDrops, EngineStatus, Event, PathKind, PathStatus, PeerCounters, PeerStatus};
+pub use status::{
+    EngineDrops, EngineStatus, Event, IceState, PathKind, PathStatus, PeerCounters, PeerStatus, RelayState,
+    SignalState,
+};
 #[cfg(target_vendor = "apple")]
 pub use utun::find_utun_fd;

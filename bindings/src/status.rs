@@ -2,7 +2,10 @@
 //! Peer keys are the full base64 public keys (public, and what the app's peer list holds).
 
 use peerlink_core::clock::Instant;
+use peerlink_core::ice::IceState as CoreIceState;
 use peerlink_core::path::PathKind as CorePathKind;
+use peerlink_core::relay::RelayState as CoreRelayState;
+use peerlink_core::signal::SignalState as CoreSignalState;
 use peerlink_core::wg::PeerCountersSnapshot;
 use peerlink_core::Event as CoreEvent;
 
@@ -17,6 +20,50 @@ pub enum PathKind {
     Direct,
     /// ICE peer to peer.
     IceP2p,
+}
+
+/// Where the engine stands with NetBird's signal server.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SignalState {
+    /// The first attempt, or a reconnect after a network change.
+    Connecting,
+    /// Registered: peers' offers reach us.
+    Connected,
+    /// Lost or never reached the server; retrying with backoff. `attempt` counts failures
+    /// since the last registration; `detail` is the last one.
+    Reconnecting { attempt: u32, detail: String },
+    /// Another device registered with this key and now receives its messages; this engine
+    /// does not fight back (both would flap). Two devices must not share a key.
+    Replaced,
+    /// Closed (the engine is stopping).
+    Closed,
+}
+
+/// Where the engine stands with its home relay.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum RelayState {
+    /// The first attempt is running.
+    Connecting,
+    /// Connected to `server`; peers reach us there as `instance_url`.
+    Connected { server: String, instance_url: String },
+    /// The home relay was lost; retrying.
+    Reconnecting,
+    /// The last attempt failed (`detail` says why: it never contains the token); `failures`
+    /// counts the failures in a row. Retried with backoff, except a refused token, which only
+    /// a new configuration fixes.
+    Failed { detail: String, failures: u32 },
+    /// The relay client stopped (the engine is stopping).
+    Stopped,
+}
+
+/// A peer's ICE agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum IceState {
+    Checking,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
 }
 
 /// What happened, in order. `next_event` returns these until the engine has stopped.
@@ -34,9 +81,16 @@ pub enum Event {
     },
     /// The peer list was replaced.
     PeersUpdated { count: u32 },
+    /// The signal client's state changed (only with `signal` configured). The current state
+    /// is also in `status().signal`.
+    SignalStateChanged { state: SignalState },
+    /// The home relay's state changed (only with `relay` configured).
+    RelayStateChanged { state: RelayState },
+    /// A peer's ICE agent changed state (only with `ice` configured).
+    IceStateChanged { peer: String, state: IceState },
     /// The app reported a network change.
     NetworkChanged { online: bool },
-    /// `set_tun` replaced the tunnel fd; sessions are renegotiated.
+    /// `set_tun` replaced the tunnel fd; peers keep their sessions and paths.
     TunReplaced,
     /// The app fell behind and `missed` events were dropped (the queue is bounded).
     EventsLost { missed: u64 },
@@ -53,6 +107,10 @@ pub struct EngineStatus {
     pub listen_port: u16,
     /// What the app last said through `network_changed` (true until it says otherwise).
     pub network_online: bool,
+    /// `None` without a signal server in the configuration.
+    pub signal: Option<SignalState>,
+    /// `None` without relay servers in the configuration.
+    pub relay: Option<RelayState>,
     pub peers: Vec<PeerStatus>,
     pub drops: EngineDrops,
 }
@@ -120,6 +178,51 @@ impl From<CorePathKind> for PathKind {
     }
 }
 
+impl From<CoreSignalState> for SignalState {
+    fn from(s: CoreSignalState) -> Self {
+        match s {
+            CoreSignalState::Connecting => SignalState::Connecting,
+            CoreSignalState::Connected => SignalState::Connected,
+            CoreSignalState::Reconnecting { attempt, last_error } => SignalState::Reconnecting {
+                attempt,
+                detail: last_error,
+            },
+            CoreSignalState::Replaced => SignalState::Replaced,
+            CoreSignalState::Closed => SignalState::Closed,
+        }
+    }
+}
+
+impl From<CoreRelayState> for RelayState {
+    fn from(s: CoreRelayState) -> Self {
+        match s {
+            CoreRelayState::Connecting => RelayState::Connecting,
+            CoreRelayState::Connected { server, instance_url } => {
+                RelayState::Connected { server, instance_url }
+            }
+            CoreRelayState::Reconnecting => RelayState::Reconnecting,
+            // RelayError's messages name the server and the failure, never the token.
+            CoreRelayState::Failed { error, failures } => RelayState::Failed {
+                detail: error.to_string(),
+                failures,
+            },
+            CoreRelayState::Stopped => RelayState::Stopped,
+        }
+    }
+}
+
+impl From<CoreIceState> for IceState {
+    fn from(s: CoreIceState) -> Self {
+        match s {
+            CoreIceState::Checking => IceState::Checking,
+            CoreIceState::Connected => IceState::Connected,
+            CoreIceState::Disconnected => IceState::Disconnected,
+            CoreIceState::Failed => IceState::Failed,
+            CoreIceState::Closed => IceState::Closed,
+        }
+    }
+}
+
 /// Core's event as the app sees it; `None` for core's `Stopped`, which the bindings emit
 /// themselves once every task has drained (a tun swap stops a core engine without stopping).
 pub(crate) fn event_from_core(e: CoreEvent) -> Option<Event> {
@@ -135,11 +238,13 @@ pub(crate) fn event_from_core(e: CoreEvent) -> Option<Event> {
         CoreEvent::PeersUpdated { count } => Some(Event::PeersUpdated {
             count: u32::try_from(count).unwrap_or(u32::MAX),
         }),
+        CoreEvent::SignalStateChanged(state) => Some(Event::SignalStateChanged { state: state.into() }),
+        CoreEvent::RelayStateChanged(state) => Some(Event::RelayStateChanged { state: state.into() }),
+        CoreEvent::IceStateChanged { peer, state } => Some(Event::IceStateChanged {
+            peer: peer.to_base64(),
+            state: state.into(),
+        }),
         CoreEvent::Stopped => None,
-        // Not surfaced to the app yet.
-        CoreEvent::SignalStateChanged(_)
-        | CoreEvent::RelayStateChanged(_)
-        | CoreEvent::IceStateChanged { .. } => None,
     }
 }
 
@@ -177,6 +282,8 @@ pub(crate) fn status_from_core(s: peerlink_core::EngineStatus, network_online: b
         listen_addr: s.listen_addr.to_string(),
         listen_port: s.listen_addr.port(),
         network_online,
+        signal: s.signal.map(SignalState::from),
+        relay: s.relay.map(RelayState::from),
         peers,
         drops: EngineDrops {
             no_route: s.drops.no_route,
@@ -226,5 +333,47 @@ mod tests {
             Some(Event::PeersUpdated { count: 3 })
         );
         assert_eq!(event_from_core(CoreEvent::Stopped), None);
+    }
+
+    #[test]
+    fn control_plane_events_map_with_their_detail() {
+        let key = PrivateKey::generate().public_key();
+        assert_eq!(
+            event_from_core(CoreEvent::IceStateChanged {
+                peer: key,
+                state: CoreIceState::Connected
+            }),
+            Some(Event::IceStateChanged {
+                peer: key.to_base64(),
+                state: IceState::Connected
+            })
+        );
+        assert_eq!(
+            event_from_core(CoreEvent::SignalStateChanged(CoreSignalState::Reconnecting {
+                attempt: 2,
+                last_error: "transport: refused".into()
+            })),
+            Some(Event::SignalStateChanged {
+                state: SignalState::Reconnecting {
+                    attempt: 2,
+                    detail: "transport: refused".into()
+                }
+            })
+        );
+        let failed = event_from_core(CoreEvent::RelayStateChanged(CoreRelayState::Failed {
+            error: peerlink_core::relay::RelayError::AuthRejected {
+                server: "rels://relay.example:443".into(),
+            },
+            failures: 1,
+        }));
+        assert!(
+            matches!(
+                &failed,
+                Some(Event::RelayStateChanged {
+                    state: RelayState::Failed { detail, failures: 1 }
+                }) if detail.contains("rels://relay.example:443")
+            ),
+            "{failed:?}"
+        );
     }
 }

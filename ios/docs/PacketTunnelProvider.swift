@@ -15,7 +15,16 @@ final class PacketTunnelProvider: NEPacketTunnelProvider {
         self.tunnel = tunnel
         Task {
             for await event in tunnel.events {
-                NSLog("peerlink event: \(event)")
+                switch event {
+                case .signalStateChanged(.replaced):
+                    NSLog("peerlink: another device uses this key; signal delivers to it now")
+                case let .relayStateChanged(.failed(detail, failures)):
+                    NSLog("peerlink: relay failed \(failures)x: \(detail)")
+                case let .iceStateChanged(peer, state):
+                    NSLog("peerlink: ICE \(peer.prefix(8)) \(state)")
+                default:
+                    NSLog("peerlink event: \(event)")
+                }
             }
         }
         try await tunnel.start()
@@ -41,7 +50,10 @@ final class PacketTunnelProvider: NEPacketTunnelProvider {
         return EngineConfig(
             privateKey: privateKey,
             addresses: [address],
-            peers: [PeerConfig(publicKey: peerKey, allowedIps: peerAllowed, endpoint: conf["peerEndpoint"] as? String)]
+            peers: [PeerConfig(publicKey: peerKey, allowedIps: peerAllowed, endpoint: conf["peerEndpoint"] as? String)],
+            // With a signal server, peers need no endpoint: they meet over ICE (or the relay).
+            signal: (conf["signalUrl"] as? String).map { SignalConfig(url: $0) },
+            ice: conf["signalUrl"] == nil ? nil : IceConfig(stun: conf["stunUrls"] as? [String] ?? [])
         )
     }
 }

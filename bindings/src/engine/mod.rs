@@ -4,7 +4,7 @@
 //! Threads: `start`, `update_peers`, `network_changed` and `status` run on the caller's thread
 //! and hold a lock at most (start also opens the socket and registers the tun). `stop` and
 //! `set_tun` are async: their work runs on the engine's runtime, so cancelling the caller's
-//! coroutine or task does not leave a half-stopped engine behind.
+//! coroutine or task does not leave a half-done stop or swap behind.
 
 mod runtime;
 mod session;
@@ -22,6 +22,7 @@ use crate::error::PeerlinkError;
 use crate::guard::{guard, panic_message, CatchPanic};
 use crate::platform::Platform;
 use crate::status::{status_from_core, EngineStatus, Event};
+use peerlink_core::tun::Tun;
 use session::{close_if_owned, queue, Session, EVENT_QUEUE};
 
 pub use runtime::{MAX_BLOCKING_THREADS, THREAD_STACK_SIZE, WORKER_THREADS};
@@ -39,6 +40,7 @@ struct Inner {
     state: Mutex<State>,
     /// Held by `start`, `set_tun` and `stop` for their whole run, so they never interleave.
     lifecycle: Arc<tokio::sync::Mutex<()>>,
+    /// What the app last said through `network_changed`; a start while offline passes it on.
     online: AtomicBool,
     platform: Option<Arc<dyn Platform>>,
 }
@@ -54,8 +56,7 @@ struct State {
 }
 
 struct Run {
-    /// None while `set_tun` swaps it.
-    session: Option<Session>,
+    session: Session,
     events: mpsc::Sender<Event>,
 }
 
@@ -110,31 +111,28 @@ impl Engine {
             let _context = self.runtime()?.enter();
             let (events, receiver) = mpsc::channel(EVENT_QUEUE);
             // Not under the state lock: protect_socket calls into the app, which may call us.
-            let session = Session::start(
-                &config,
-                tun_fd,
-                config.core.listen_port,
-                self.inner.platform.as_ref(),
-                &events,
-            )?;
+            let session = Session::start(&config, tun_fd, self.inner.platform.as_ref(), &events)?;
             let mut state = lock(&self.inner.state);
             if state.peers_generation != generation {
                 // update_peers ran while we were starting.
                 session.core.update_peers(state.config.core.peers.clone());
             }
-            state.run = Some(Run {
-                session: Some(session),
-                events,
-            });
+            // Read under the lock network_changed takes after storing the flag: whichever
+            // runs second tells core.
+            if !self.inner.online.load(Ordering::Relaxed) {
+                session.core.network_changed(false);
+            }
+            state.run = Some(Run { session, events });
             state.events = Some(Arc::new(tokio::sync::Mutex::new(receiver)));
             Ok(())
         })
     }
 
     /// Replaces the tunnel fd after the platform rebuilt its interface (new routes or
-    /// addresses). core cannot swap a tun in place yet, so this stops the core engine and
-    /// starts a new one on the same configuration and UDP port: WireGuard sessions are
-    /// renegotiated (one handshake, about one RTT). The event queue carries on (`TunReplaced`).
+    /// addresses; Android). The swap is in place: peers keep their WireGuard sessions and
+    /// paths, the UDP port stays, signal and relay stay connected; `TunReplaced` is queued.
+    /// The old fd is closed (if owned) once the engine's reader has moved to the new one. An
+    /// fd that cannot be used is refused (`Tun`) and closed if owned; the engine keeps the old.
     pub async fn set_tun(&self, tun_fd: i32) -> Result<(), PeerlinkError> {
         let inner = self.inner.clone();
         self.on_runtime(async move { inner.set_tun(tun_fd).await }).await
@@ -148,20 +146,23 @@ impl Engine {
             state.config.set_peers(&peers)?;
             state.peers_generation = state.peers_generation.wrapping_add(1);
             let peers = state.config.core.peers.clone();
-            if let Some(session) = state.run.as_ref().and_then(|r| r.session.as_ref()) {
-                session.core.update_peers(peers);
+            if let Some(run) = &state.run {
+                run.session.core.update_peers(peers);
             }
             Ok(())
         })
     }
 
-    /// The platform's view of connectivity changed (a non-VPN network appeared or the last
-    /// one went away). Kept for the connection policy; core has no hook for it yet.
+    /// The platform's view of connectivity changed (a non-VPN network appeared, changed its
+    /// addresses, or the last one went away). Online: signal and relay reconnect now and ICE
+    /// gathers anew on the next offer to every peer not connected. Offline: retries and offers
+    /// wait for the network. Remembered across `stop`/`start`.
     pub fn network_changed(&self, online: bool) {
         let result = guard(|| {
             let before = self.inner.online.swap(online, Ordering::Relaxed);
             tracing::info!(online, changed = before != online, "network changed");
             if let Some(run) = &lock(&self.inner.state).run {
+                run.session.core.network_changed(online);
                 queue(&run.events, Event::NetworkChanged { online });
             }
             Ok(())
@@ -171,18 +172,14 @@ impl Engine {
         }
     }
 
-    /// A snapshot of the running engine: peers, paths, counters. `NotStarted` before `start`,
-    /// after `stop`, and for the moment a `set_tun` swaps the core engine.
+    /// A snapshot of the running engine: signal and relay state, peers, paths, counters.
+    /// `NotStarted` before `start` and after `stop`.
     pub fn status(&self) -> Result<EngineStatus, PeerlinkError> {
         guard(|| {
             let state = lock(&self.inner.state);
-            let session = state
-                .run
-                .as_ref()
-                .and_then(|r| r.session.as_ref())
-                .ok_or(PeerlinkError::NotStarted)?;
+            let run = state.run.as_ref().ok_or(PeerlinkError::NotStarted)?;
             Ok(status_from_core(
-                session.core.status(),
+                run.session.core.status(),
                 self.inner.online.load(Ordering::Relaxed),
             ))
         })
@@ -279,58 +276,28 @@ impl Drop for Engine {
 impl Inner {
     async fn stop(&self) {
         let _lifecycle = self.lifecycle.lock().await;
-        let Some(mut run) = lock(&self.state).run.take() else {
+        let Some(run) = lock(&self.state).run.take() else {
             return;
         };
-        if let Some(session) = run.session.take() {
-            session.stop().await;
-        }
+        run.session.stop().await;
         queue(&run.events, Event::Stopped);
         // Dropping the run's sender ends the queue: next_event returns None once drained.
     }
 
+    /// Runs on the engine's runtime: registering the new fd needs its reactor.
     async fn set_tun(&self, tun_fd: RawFd) -> Result<(), PeerlinkError> {
         let _lifecycle = self.lifecycle.lock().await;
-        let (old, ownership) = {
-            let mut state = lock(&self.state);
-            let ownership = state.config.fd_ownership;
-            (state.run.as_mut().and_then(|r| r.session.take()), ownership)
-        };
-        let Some(old) = old else {
-            close_if_owned(tun_fd, ownership);
+        let state = lock(&self.state);
+        let config = &state.config;
+        let Some(run) = &state.run else {
+            close_if_owned(tun_fd, config.fd_ownership);
             return Err(PeerlinkError::NotStarted);
         };
-        // Keep the port the peers know, even if the system chose it.
-        let listen_port = old.listen_port();
-        old.stop().await;
-        let (config, generation, events) = {
-            let state = lock(&self.state);
-            let Some(run) = &state.run else {
-                close_if_owned(tun_fd, ownership);
-                return Err(PeerlinkError::NotStarted);
-            };
-            (state.config.clone(), state.peers_generation, run.events.clone())
-        };
-        match Session::start(&config, tun_fd, listen_port, self.platform.as_ref(), &events) {
-            Ok(session) => {
-                let mut state = lock(&self.state);
-                if state.peers_generation != generation {
-                    session.core.update_peers(state.config.core.peers.clone());
-                }
-                if let Some(run) = state.run.as_mut() {
-                    run.session = Some(session);
-                }
-                queue(&events, Event::TunReplaced);
-                tracing::info!("tun replaced");
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the new tun could not be used; the engine stopped");
-                lock(&self.state).run = None;
-                queue(&events, Event::Stopped);
-                Err(e)
-            }
-        }
+        // On error from_fd has dropped (and, if owned, closed) the fd; the old tun carries on.
+        let tun = Tun::from_fd(tun_fd, config.framing, config.fd_ownership)?;
+        run.session.core.set_tun(tun);
+        queue(&run.events, Event::TunReplaced);
+        Ok(())
     }
 }
 
@@ -421,28 +388,101 @@ mod tests {
     }
 
     #[test]
-    fn set_tun_keeps_the_port_and_the_event_queue() {
+    fn a_run_with_servers_reports_their_state_from_the_start() {
+        let mut c = config();
+        // Nothing listens on the discard port: both stay short of connected, which is enough.
+        c.signal = Some(crate::config::SignalConfig {
+            url: "http://127.0.0.1:9".into(),
+            ca_pem: None,
+        });
+        c.relay = Some(crate::config::RelayConfig {
+            urls: vec!["rel://127.0.0.1:9".into()],
+            token_payload: None,
+            token_signature: None,
+            secret: Some("lab-secret".into()),
+        });
+        let engine = Engine::new(c, None).unwrap();
+        let (tun, os) = packet_socketpair().unwrap();
+        engine.start(tun).unwrap();
+        assert!(
+            engine.status().unwrap().signal.is_some(),
+            "signal's state from the start"
+        );
+        // core reports the relay's state once its manager has run.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while engine.status().unwrap().relay.is_none() {
+            assert!(std::time::Instant::now() < deadline, "{:?}", engine.status());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        block_on(engine.stop()).unwrap();
+        let events = drain(&engine);
+        assert!(
+            matches!(events.get(2), Some(Event::SignalStateChanged { .. })),
+            "signal's state follows Started and PeersUpdated: {events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::RelayStateChanged { .. })),
+            "{events:?}"
+        );
+        // SAFETY: closing the test's own end.
+        unsafe { libc::close(os) };
+    }
+
+    #[test]
+    fn set_tun_swaps_in_place_keeping_the_port_and_the_run() {
         let engine = Engine::new(config(), None).unwrap();
         let (tun, os) = packet_socketpair().unwrap();
         engine.start(tun).unwrap();
         let port = engine.status().unwrap().listen_port;
+        let old = identity(tun);
         let (tun2, os2) = packet_socketpair().unwrap();
         block_on(engine.set_tun(tun2)).unwrap();
         assert_eq!(engine.status().unwrap().listen_port, port);
+
+        // The reader moved: a frame that is no IP packet, written on the new tun, is counted.
+        // SAFETY: writing a valid buffer to the test's own end.
+        let written = unsafe { libc::write(os2, [0u8; 4].as_ptr().cast(), 4) };
+        assert_eq!(written, 4);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while engine.status().unwrap().drops.tun_garbage == 0 || identity(tun) == old {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "new tun not read or old tun not closed: {:?}",
+                engine.status()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+
         block_on(engine.stop()).unwrap();
         let events = drain(&engine);
-        let replaced = events.iter().position(|e| *e == Event::TunReplaced);
-        let restarted = events.iter().rposition(|e| matches!(e, Event::Started { .. }));
-        assert!(
-            matches!((restarted, replaced), (Some(s), Some(r)) if s < r),
-            "{events:?}"
-        );
+        let started = events
+            .iter()
+            .filter(|e| matches!(e, Event::Started { .. }))
+            .count();
+        assert_eq!(started, 1, "one run, not a restart: {events:?}");
+        assert!(events.contains(&Event::TunReplaced), "{events:?}");
         assert_eq!(events.last(), Some(&Event::Stopped));
         // SAFETY: closing the test's own ends.
         unsafe {
             libc::close(os);
             libc::close(os2);
         }
+    }
+
+    #[test]
+    fn an_unusable_tun_is_refused_and_the_engine_keeps_the_old_one() {
+        let engine = Engine::new(config(), None).unwrap();
+        let (tun, os) = packet_socketpair().unwrap();
+        engine.start(tun).unwrap();
+        let e = block_on(engine.set_tun(-1)).unwrap_err();
+        assert!(matches!(e, PeerlinkError::Tun { .. }), "{e:?}");
+        assert!(identity(tun).is_some(), "the old tun stays open");
+        assert!(engine.status().is_ok(), "still running");
+        block_on(engine.stop()).unwrap();
+        // SAFETY: closing the test's own end.
+        unsafe { libc::close(os) };
     }
 
     #[test]

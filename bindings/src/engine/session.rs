@@ -1,6 +1,5 @@
 //! One run of a core engine: started on a tun, its events forwarded into the queue the app
-//! reads, stopped with a bound. A `set_tun` ends one session and starts the next on the same
-//! event queue.
+//! reads, stopped with a bound.
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::Validated;
 use crate::error::PeerlinkError;
 use crate::platform::{Platform, PlatformProtector};
-use crate::status::{event_from_core, Event, PathKind};
+use crate::status::{event_from_core, Event, PathKind, RelayState, SignalState};
 
 /// The app's event queue holds as many events as core's broadcast channel: events are state
 /// changes, not packets, and an app that falls this far behind is told how many it missed.
@@ -34,11 +33,11 @@ pub(crate) struct Session {
 
 impl Session {
     /// Starts a core engine on `tun_fd`. Must run inside the engine's runtime. The first events
-    /// it queues describe the state `start` left (core raised them before anyone could listen).
+    /// it queues describe the state `start` left (core raised them before anyone could listen):
+    /// read after subscribing, so a later change is either in that state or in a later event.
     pub fn start(
         config: &Validated,
         tun_fd: RawFd,
-        listen_port: u16,
         platform: Option<&Arc<dyn Platform>>,
         events: &mpsc::Sender<Event>,
     ) -> Result<Session, PeerlinkError> {
@@ -48,9 +47,7 @@ impl Session {
             sockets: SocketFactory::new(protector),
             ..EngineOptions::default()
         };
-        let mut core_config = config.core.clone();
-        core_config.listen_port = listen_port;
-        let core = CoreEngine::start(core_config, tun, options)?;
+        let core = CoreEngine::start(config.core.clone(), tun, options)?;
         let receiver = core.subscribe();
         let status = core.status();
         let opening = [
@@ -61,6 +58,12 @@ impl Session {
                 count: u32::try_from(status.peers.len()).unwrap_or(u32::MAX),
             },
         ];
+        let signal = status.signal.clone().map(|s| Event::SignalStateChanged {
+            state: SignalState::from(s),
+        });
+        let relay = status.relay.clone().map(|s| Event::RelayStateChanged {
+            state: RelayState::from(s),
+        });
         let paths = status.peers.iter().filter_map(|p| {
             let kind = p.active_path?;
             Some(Event::PathChanged {
@@ -69,15 +72,11 @@ impl Session {
                 remote: p.remote.clone(),
             })
         });
-        for event in opening.into_iter().chain(paths) {
+        for event in opening.into_iter().chain(signal).chain(relay).chain(paths) {
             queue(events, event);
         }
         let forwarder = tokio::spawn(forward(receiver, events.clone()));
         Ok(Session { core, forwarder })
-    }
-
-    pub fn listen_port(&self) -> u16 {
-        self.core.listen_addr().port()
     }
 
     /// Stops the core engine (its tun closes if owned, its sockets close) and lets the

@@ -6,6 +6,10 @@ import NetworkExtension
 /// from the engine's configuration, finds the utun fd, starts the engine on it, follows the
 /// device's network with `NWPathMonitor`, and delivers the engine's events as an `AsyncStream`.
 /// One per tunnel start; `stop()` ends it.
+///
+/// With a signal server configured, `events` also carries `.signalStateChanged`,
+/// `.relayStateChanged` and `.iceStateChanged(peer:state:)`; `engine.status()` has the current
+/// `signal` and `relay` state (nil when not configured).
 public final class PeerlinkTunnel: @unchecked Sendable {
     public enum Failure: Error {
         /// The provider was released before the tunnel started.
@@ -24,6 +28,8 @@ public final class PeerlinkTunnel: @unchecked Sendable {
     private let monitor = NWPathMonitor()
     private let monitorQueue = DispatchQueue(label: "io.peerlink.path-monitor")
     private var pump: Task<Void, Never>?
+    /// The last path the engine heard about; touched only on `monitorQueue`.
+    private var lastPath: PathKey?
 
     /// Throws `PeerlinkError.Config(field:detail:)` if the configuration is refused.
     public init(provider: NEPacketTunnelProvider, config: EngineConfig) throws {
@@ -82,12 +88,29 @@ public final class PeerlinkTunnel: @unchecked Sendable {
         }
     }
 
+    /// Tells the engine when the path's status or interfaces change (Wi-Fi to cellular, say):
+    /// online, it reconnects signal and relay and restarts ICE, so flag-only updates (expensive,
+    /// constrained) are not passed on.
     private func startPathMonitor() {
         let engine = self.engine
-        monitor.pathUpdateHandler = { path in
-            engine.networkChanged(online: path.status == .satisfied)
+        monitor.pathUpdateHandler = { [weak self] path in
+            guard let self else { return }
+            let key = PathKey(path)
+            guard key != self.lastPath else { return }
+            self.lastPath = key
+            engine.networkChanged(online: key.satisfied)
         }
         monitor.start(queue: monitorQueue)
+    }
+
+    private struct PathKey: Equatable {
+        let satisfied: Bool
+        let interfaces: [String]
+
+        init(_ path: NWPath) {
+            satisfied = path.status == .satisfied
+            interfaces = path.availableInterfaces.map(\.name)
+        }
     }
 
     /// The extension's interface from the engine's settings: addresses, routes, MTU, DNS.

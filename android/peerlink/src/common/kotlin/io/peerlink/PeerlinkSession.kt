@@ -77,7 +77,10 @@ class PeerlinkSession(
         return engine.interfaceSettings() != before
     }
 
-    /** Swaps the tun after the platform rebuilt its interface; see `Engine.setTun`. */
+    /**
+     * Swaps the tun after the platform rebuilt its interface, in place: peers keep their
+     * sessions and paths, the UDP port stays (see `Engine.setTun`).
+     */
     suspend fun setTun(tunFd: Int) {
         try {
             engine.setTun(tunFd)

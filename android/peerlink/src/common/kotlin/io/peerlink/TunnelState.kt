@@ -11,7 +11,16 @@ sealed interface TunnelState {
     /** `start` was called; the engine has not reported `Started` yet. */
     data object Starting : TunnelState
 
-    data class Running(val listenPort: Int, val online: Boolean = true) : TunnelState
+    /**
+     * The engine runs. [signal] and [relay] are null when the configuration names no such
+     * server; otherwise they follow the engine's `SignalStateChanged`/`RelayStateChanged`.
+     */
+    data class Running(
+        val listenPort: Int,
+        val online: Boolean = true,
+        val signal: SignalState? = null,
+        val relay: RelayState? = null,
+    ) : TunnelState
 
     /** `stop` was called; the engine has not reported `Stopped` yet. */
     data object Stopping : TunnelState
@@ -27,6 +36,8 @@ data class PeerState(
     val remote: String? = null,
     /** A handshake completed since the engine started (status gives the exact age). */
     val handshakeCompleted: Boolean = false,
+    /** The peer's ICE agent, when ICE is configured and has started for this peer. */
+    val ice: IceState? = null,
 )
 
 /** The tunnel state after [event]. */
@@ -34,6 +45,14 @@ fun TunnelState.reduce(event: Event): TunnelState = when (event) {
     is Event.Started -> TunnelState.Running(event.listenPort.toInt())
     is Event.NetworkChanged -> when (this) {
         is TunnelState.Running -> copy(online = event.online)
+        else -> this
+    }
+    is Event.SignalStateChanged -> when (this) {
+        is TunnelState.Running -> copy(signal = event.state)
+        else -> this
+    }
+    is Event.RelayStateChanged -> when (this) {
+        is TunnelState.Running -> copy(relay = event.state)
         else -> this
     }
     is Event.Stopped -> when (this) {
@@ -44,6 +63,7 @@ fun TunnelState.reduce(event: Event): TunnelState = when (event) {
     is Event.HandshakeCompleted,
     is Event.PathChanged,
     is Event.PeersUpdated,
+    is Event.IceStateChanged,
     is Event.TunReplaced,
     is Event.EventsLost,
     -> this
@@ -56,12 +76,15 @@ fun TunnelState.reduce(event: Event): TunnelState = when (event) {
 fun Map<String, PeerState>.reduce(event: Event): Map<String, PeerState> = when (event) {
     is Event.PathChanged -> update(event.peer) { it.copy(path = event.kind, remote = event.remote) }
     is Event.HandshakeCompleted -> update(event.peer) { it.copy(handshakeCompleted = true) }
-    // Sessions are renegotiated on the new tun.
-    is Event.TunReplaced -> mapValues { (_, p) -> p.copy(handshakeCompleted = false) }
+    is Event.IceStateChanged -> update(event.peer) { it.copy(ice = event.state) }
     is Event.Stopped -> emptyMap()
     is Event.Started,
     is Event.PeersUpdated,
     is Event.NetworkChanged,
+    is Event.SignalStateChanged,
+    is Event.RelayStateChanged,
+    // Swapped in place: sessions and paths stay.
+    is Event.TunReplaced,
     is Event.EventsLost,
     -> this
 }
@@ -75,6 +98,7 @@ fun Map<String, PeerState>.peersFrom(status: EngineStatus): Map<String, PeerStat
             path = p.activePath,
             remote = p.remote,
             handshakeCompleted = p.connected || (known?.handshakeCompleted ?: false),
+            ice = known?.ice,
         )
     }
 

@@ -23,6 +23,7 @@ interface LibC : Library {
 /** Linux constants (x86_64 and aarch64 agree on these). */
 object Linux {
     const val AF_UNIX = 1
+    const val SOCK_STREAM = 1
     const val SOCK_DGRAM = 2
     const val SOCK_SEQPACKET = 5
     const val SOL_SOCKET = 1

@@ -36,17 +36,22 @@ class PeerlinkSessionTest {
             assertEquals(PathKind.DIRECT, peer.path)
             val port = session.status()!!.listenPort
 
-            // The platform rebuilt its interface: a new fd, the same engine, the same port.
+            // The platform rebuilt its interface: a new fd, the same engine, port and sessions.
+            val handshakes = seen.count { it is Event.HandshakeCompleted }
             val replacement = PacketPipe()
             val oldTun = Proc.target(pipe.engineEnd)!!
             session.setTun(replacement.engineEnd)
-            // Not by fd number: the new engine's socket may reuse it.
-            assertFalse(Proc.isHeld(oldTun), "the old tun fd is closed")
             assertEquals(port, session.status()!!.listenPort, "peers keep the port they know")
             assertArrayEquals(request, carry(replacement, t.pipeB, request), "traffic after the swap")
             val reply = echoReply(ADDRESS_B, ADDRESS_A, 1)
             assertArrayEquals(reply, carry(t.pipeB, replacement, reply))
             withTimeout(5_000) { while (Event.TunReplaced !in seen) kotlinx.coroutines.delay(10) }
+            assertEquals(handshakes, seen.count { it is Event.HandshakeCompleted }, "no new handshake: $seen")
+            assertTrue(session.peers.value.getValue(t.keysB.publicKey).handshakeCompleted, "the session stays")
+            assertTrue(seen.none { it is Event.Started && seen.indexOf(it) > 0 }, "not restarted: $seen")
+            // The engine drops the old tun once its reader has moved; by what the fd points at,
+            // not its number, which may be reused at once.
+            withTimeout(5_000) { while (Proc.isHeld(oldTun)) kotlinx.coroutines.delay(10) }
 
             withTimeout(10_000) { session.stop() }
             assertEquals(TunnelState.Stopped, session.state.value)
@@ -125,15 +130,32 @@ class ReducerTest {
     }
 
     @Test
-    fun `peers learn paths and handshakes, and forget sessions on a tun swap`() {
+    fun `the running state follows signal and relay`() {
+        var s: TunnelState = TunnelState.Running(51820)
+        s = s.reduce(Event.SignalStateChanged(SignalState.Connecting))
+        s = s.reduce(Event.RelayStateChanged(RelayState.Connected("rels://relay:443", "rels://relay:443")))
+        s = s.reduce(Event.SignalStateChanged(SignalState.Reconnecting(1u, "transport: refused")))
+        assertEquals(
+            TunnelState.Running(
+                51820,
+                signal = SignalState.Reconnecting(1u, "transport: refused"),
+                relay = RelayState.Connected("rels://relay:443", "rels://relay:443"),
+            ),
+            s,
+        )
+        assertEquals(TunnelState.Starting, TunnelState.Starting.reduce(Event.SignalStateChanged(SignalState.Connected)))
+    }
+
+    @Test
+    fun `peers learn paths, handshakes and ICE state, and keep sessions on a tun swap`() {
         var p = emptyMap<String, PeerState>()
         p = p.reduce(Event.PathChanged(key, PathKind.RELAY, "rels://relay"))
         p = p.reduce(Event.HandshakeCompleted(key))
         assertEquals(PeerState(key, PathKind.RELAY, "rels://relay", handshakeCompleted = true), p[key])
+        p = p.reduce(Event.IceStateChanged(key, IceState.CHECKING))
         p = p.reduce(Event.PathChanged(key, null, null))
-        assertEquals(PeerState(key, null, null, handshakeCompleted = true), p[key])
-        p = p.reduce(Event.TunReplaced)
-        assertFalse(p.getValue(key).handshakeCompleted)
+        assertEquals(PeerState(key, null, null, handshakeCompleted = true, ice = IceState.CHECKING), p[key])
+        assertEquals(p, p.reduce(Event.TunReplaced), "swapped in place: sessions stay")
         assertTrue(p.reduce(Event.Stopped).isEmpty())
     }
 

@@ -12,6 +12,7 @@ import io.peerlink.EngineConfig
 import io.peerlink.LogLevel
 import io.peerlink.PeerConfig
 import io.peerlink.PeerlinkException
+import io.peerlink.SignalState
 import io.peerlink.TunnelState
 import io.peerlink.android.PeerlinkTunnel
 import io.peerlink.initLogging
@@ -107,7 +108,13 @@ class SampleVpnService : VpnService() {
     private fun describe(state: TunnelState): String = when (state) {
         TunnelState.Stopped -> "Stopped"
         TunnelState.Starting -> "Connecting…"
-        is TunnelState.Running -> if (state.online) "Connected" else "Waiting for a network"
+        is TunnelState.Running -> when {
+            !state.online -> "Waiting for a network"
+            // Peers without a fixed endpoint are reached through signal: say when it is away.
+            state.signal is SignalState.Reconnecting -> "Connected (signal server unreachable, retrying)"
+            state.signal is SignalState.Replaced -> "Connected (this key is in use on another device)"
+            else -> "Connected"
+        }
         TunnelState.Stopping -> "Disconnecting…"
         is TunnelState.Failed -> "Failed: ${state.error.message}"
     }
