@@ -48,7 +48,7 @@ pub struct EngineSpec {
     pub ice: Option<IceSpec>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalSpec {
     /// `http://host:port` or `https://host:port`.
@@ -58,7 +58,7 @@ pub struct SignalSpec {
     pub ca_pem: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySpec {
     /// `rel://host:port` or `rels://host:port`, as management lists them.
@@ -89,7 +89,7 @@ pub struct IceSpec {
     pub interfaces: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TurnSpec {
     /// `turn:host:port` (UDP).
@@ -276,6 +276,35 @@ pub fn validate_peers(peers: &[PeerSpec], own_key: PublicKey) -> Result<Vec<Peer
         });
     }
     Ok(out)
+}
+
+impl std::fmt::Debug for SignalSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalSpec")
+            .field("url", &self.url)
+            .field("ca_pem", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+/// Tokens, secrets and credentials never reach a log.
+impl std::fmt::Debug for RelaySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelaySpec")
+            .field("urls", &self.urls)
+            .field("token", &self.token_payload.is_some())
+            .field("secret", &self.secret.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TurnSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnSpec")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 fn server_error(field: impl Into<String>, problem: impl ToString) -> ConfigError {

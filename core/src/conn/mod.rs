@@ -99,7 +99,7 @@ pub(crate) async fn run(
         ice_events,
         done,
         tasks,
-        online: true,
+        online: *online.borrow_and_update(),
     };
     l.sync_peers(Instant::now());
     loop {

@@ -67,6 +67,10 @@ fn ice_config(spec: &IceSpec, tun_name: Option<&str>) -> IceConfig {
     if let Some(tun) = tun_name {
         interfaces = interfaces.excluding(tun);
     }
+    // Android names its VPN interfaces tun0, tun1, … as it rebuilds them; none may carry ICE.
+    if cfg!(target_os = "android") && spec.interfaces.is_none() {
+        interfaces.excluded_prefixes.push("tun".to_owned());
+    }
     IceConfig {
         stun_urls: spec.stun.clone(),
         turn_servers: spec
