@@ -227,6 +227,14 @@ impl Validated {
             ice: config.ice.as_ref().map(IceConfig::to_spec),
         };
         let core = spec.validate()?;
+        // The app's engine always takes signal from its configuration (core's in-process hub is
+        // for the demo and tests), so ICE without it can be refused here, naming the field.
+        if core.ice.is_some() && core.signal.is_none() {
+            return Err(PeerlinkError::config(
+                "ice",
+                "ice: ICE needs a signal server (set signal.url)",
+            ));
+        }
         let dns_servers = config
             .dns_servers
             .iter()
