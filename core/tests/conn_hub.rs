@@ -92,3 +92,47 @@ async fn peers_without_endpoints_connect_over_ice_through_signal() {
     a.engine.stop().await;
     b.engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_from_strangers_and_bad_candidates_do_not_disturb_the_peers() {
+    use peerlink_core::ice::IceCredentials;
+    use peerlink_core::signal::{OfferAnswer, SignalMessage};
+    let hub = SignalHub::new();
+    let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+    let a = node(1, &ka, &kb, 2, &hub);
+    // A key that is not a configured peer floods `a` with offers and candidates.
+    let (stranger, _inbox) = hub.connect(PrivateKey::generate());
+    let offer = OfferAnswer {
+        ice: Some(IceCredentials::generate()),
+        wg_listen_port: 1,
+        version: "x".into(),
+        relay_server_address: None,
+        relay_server_ip: None,
+        session_id: None,
+    };
+    for _ in 0..50 {
+        stranger
+            .send(ka.public_key(), SignalMessage::Offer(offer.clone()))
+            .await
+            .unwrap();
+        stranger
+            .send(ka.public_key(), SignalMessage::Candidate("garbage".into()))
+            .await
+            .unwrap();
+    }
+    let b = node(2, &kb, &ka, 1, &hub);
+    wait_for_path(&a, PathKind::IceP2p).await;
+    wait_for_path(&b, PathKind::IceP2p).await;
+    a.os.send(&icmp_echo_request(a.v4, b.v4, 3, 9, 32).unwrap())
+        .await
+        .unwrap();
+    b.recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == 9))
+        .await;
+    assert_eq!(
+        a.engine.status().peers.len(),
+        1,
+        "the stranger did not become a peer"
+    );
+    a.engine.stop().await;
+    b.engine.stop().await;
+}

@@ -67,6 +67,8 @@ struct Loop {
     tasks: JoinSet<()>,
     /// The platform's word on the network; offline, the guard's offers wait.
     online: bool,
+    /// Signal messages from keys that are not configured peers, ignored.
+    unknown_senders: u64,
 }
 
 /// Runs the control plane until `shutdown`, then closes ICE agents, relays and signal.
@@ -100,6 +102,7 @@ pub(crate) async fn run(
         done,
         tasks,
         online: *online.borrow_and_update(),
+        unknown_senders: 0,
     };
     l.sync_peers(Instant::now());
     loop {
@@ -158,7 +161,12 @@ impl Loop {
 
     fn on_signal(&mut self, from: PublicKey, msg: SignalMessage, now: Instant) {
         if !self.peers.contains_key(&from) {
-            tracing::debug!(peer = %from, kind = msg.kind(), "signal from an unconfigured peer ignored");
+            self.unknown_senders += 1;
+            // Logged at 1, 2, 4, 8, … so that a flood costs a handful of lines.
+            if self.unknown_senders.is_power_of_two() {
+                tracing::debug!(peer = %from, kind = msg.kind(), total = self.unknown_senders,
+                    "signal from an unconfigured peer ignored");
+            }
             return;
         }
         self.handshaker.handle_message(from, msg);
