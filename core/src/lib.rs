@@ -3,6 +3,7 @@
 //! The app hands [`Engine::start`] a configuration and a tun ([`tun::Tun`]); the engine moves IP
 //! packets between that tun and its peers over the best path it has.
 
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod conn;

@@ -12,7 +12,7 @@ const FIRST_RETRY: Duration = Duration::from_secs(3);
 /// NetBird's guard: retries after an event (path lost, signal back, network back) start at 800 ms.
 const AFTER_EVENT: Duration = Duration::from_millis(800);
 /// NetBird's guard: each retry doubles the wait.
-const MULTIPLIER: u32 = 2;
+const MULTIPLIER: f64 = 2.0;
 /// NetBird's guard: ±10 % jitter, so that peers do not retry in lockstep.
 const JITTER: f64 = 0.10;
 /// NetBird's guard: the cap is drawn per peer between 30 and 45 s.
@@ -26,7 +26,10 @@ const ICE_RETRY_WITH_RELAY_SLOW: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct OfferGuard {
     cap: Duration,
-    next_wait: Duration,
+    /// The first wait of the current run of retries: 3 s, or 800 ms after an event.
+    first_wait: Duration,
+    /// Retries in the current run.
+    attempt: u32,
     /// When to offer next; `None` while nothing needs doing.
     due: Option<Instant>,
     /// ICE retries spent while the relay carried traffic.
@@ -46,7 +49,8 @@ impl OfferGuard {
         let cap = Duration::from_secs(rng.gen_range(CAP_RANGE.0..=CAP_RANGE.1));
         Self {
             cap,
-            next_wait: FIRST_RETRY,
+            first_wait: FIRST_RETRY,
+            attempt: 0,
             due: Some(now),
             ice_retries: 0,
         }
@@ -85,21 +89,29 @@ impl OfferGuard {
     /// The best path is up: nothing to retry.
     pub fn on_connected(&mut self) {
         self.due = None;
-        self.next_wait = FIRST_RETRY;
+        self.first_wait = FIRST_RETRY;
+        self.attempt = 0;
         self.ice_retries = 0;
     }
 
     /// Something changed (a path was lost, signal or the network came back): try again soon.
     pub fn on_event(&mut self, now: Instant) {
-        self.next_wait = AFTER_EVENT;
+        self.first_wait = AFTER_EVENT;
+        self.attempt = 0;
         let soon = now + AFTER_EVENT;
         self.due = Some(self.due.map_or(soon, |d| d.min(soon)));
     }
 
     fn backoff(&mut self, rng: &mut impl Rng) -> Duration {
-        let base = self.next_wait.min(self.cap);
-        self.next_wait = (self.next_wait * MULTIPLIER).min(self.cap);
-        base.mul_f64(1.0 + rng.gen_range(-JITTER..=JITTER))
+        let schedule = crate::backoff::Exponential {
+            initial: self.first_wait,
+            multiplier: MULTIPLIER,
+            jitter: JITTER,
+            max: self.cap,
+        };
+        let wait = schedule.delay(self.attempt, rng.gen());
+        self.attempt = self.attempt.saturating_add(1);
+        wait
     }
 }
 

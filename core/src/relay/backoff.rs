@@ -118,21 +118,13 @@ impl Reconnect {
     /// capped; then scaled by `1 + jitter × (2 × unit − 1)` and capped again.
     fn delay(&self, failures: u32, unit: f64) -> Duration {
         let p = &self.policy;
-        let exp = failures.saturating_sub(1).min(32);
-        let factor = p.multiplier.max(1).saturating_pow(exp);
-        let base = p.initial.saturating_mul(factor).min(p.max);
-        let unit = if unit.is_finite() {
-            unit.clamp(0.0, 1.0)
-        } else {
-            0.5
+        let schedule = crate::backoff::Exponential {
+            initial: p.initial,
+            multiplier: f64::from(p.multiplier),
+            jitter: p.jitter,
+            max: p.max,
         };
-        let jitter = if p.jitter.is_finite() {
-            p.jitter.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        let scale = 1.0 + jitter * (2.0 * unit - 1.0);
-        base.mul_f64(scale).min(p.max)
+        schedule.delay(failures.saturating_sub(1), unit)
     }
 }
 

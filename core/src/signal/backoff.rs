@@ -21,9 +21,16 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(10);
 /// Exponential backoff with full jitter.
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    interval: Duration,
     failures: u32,
 }
+
+/// NetBird's signal schedule.
+const SCHEDULE: crate::backoff::Exponential = crate::backoff::Exponential {
+    initial: INITIAL_INTERVAL,
+    multiplier: MULTIPLIER,
+    jitter: RANDOMIZATION,
+    max: MAX_INTERVAL,
+};
 
 impl Default for Backoff {
     fn default() -> Self {
@@ -33,10 +40,7 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new() -> Self {
-        Self {
-            interval: INITIAL_INTERVAL,
-            failures: 0,
-        }
+        Self { failures: 0 }
     }
 
     /// Records a failed attempt at `now` and says when to try again.
@@ -46,16 +50,17 @@ impl Backoff {
 
     /// Records a failed attempt and returns the delay before the next one.
     pub fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
-        let base = self.interval.as_secs_f64();
-        let low = base * (1.0 - RANDOMIZATION);
-        let high = base * (1.0 + RANDOMIZATION);
-        let delay = Duration::from_secs_f64(rng.gen_range(low..=high)).min(MAX_INTERVAL);
-        self.interval = Duration::from_secs_f64(base * MULTIPLIER).min(MAX_INTERVAL);
+        let delay = SCHEDULE.delay(self.failures, rng.gen());
         self.failures = self.failures.saturating_add(1);
         delay
     }
 
     /// Failed attempts since the last reset.
+    /// The interval the next delay is drawn around (before jitter).
+    pub fn interval(&self) -> Duration {
+        SCHEDULE.delay(self.failures, 0.5)
+    }
+
     pub fn failures(&self) -> u32 {
         self.failures
     }
@@ -82,7 +87,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let mut seen = vec![];
         for _ in 0..8 {
-            seen.push(b.interval.as_millis());
+            seen.push(b.interval().as_millis());
             b.next_delay(&mut rng);
         }
         assert_eq!(seen, [800, 1360, 2312, 3930, 6681, 10000, 10000, 10000]);
@@ -95,7 +100,7 @@ mod tests {
         for _ in 0..200 {
             let mut b = Backoff::new();
             for _ in 0..20 {
-                let interval = b.interval;
+                let interval = b.interval();
                 let d = b.next_delay(&mut rng);
                 assert!(
                     d <= interval * 2 + Duration::from_nanos(1),
@@ -130,6 +135,6 @@ mod tests {
             assert!(at >= t0() && at <= t0() + MAX_INTERVAL);
         }
         b.reset();
-        assert_eq!((b.interval, b.failures()), (INITIAL_INTERVAL, 0));
+        assert_eq!((b.interval(), b.failures()), (INITIAL_INTERVAL, 0));
     }
 }
