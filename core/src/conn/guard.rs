@@ -102,6 +102,13 @@ impl OfferGuard {
         self.due = Some(self.due.map_or(soon, |d| d.min(soon)));
     }
 
+    /// The network changed: offer at once, and retry from 800 ms after that.
+    pub fn on_network_change(&mut self, now: Instant) {
+        self.first_wait = AFTER_EVENT;
+        self.attempt = 0;
+        self.due = Some(now);
+    }
+
     fn backoff(&mut self, rng: &mut impl Rng) -> Duration {
         let schedule = crate::backoff::Exponential {
             initial: self.first_wait,
@@ -194,6 +201,20 @@ mod tests {
         assert!(
             next <= Duration::from_millis(880),
             "restarted from 800 ms: {next:?}"
+        );
+    }
+
+    #[test]
+    fn a_network_change_offers_at_once_then_backs_off_from_800ms() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut g = OfferGuard::new(t(0.0), &mut rng);
+        g.on_connected();
+        g.on_network_change(t(50.0));
+        assert!(g.poll_offer(t(50.0), DOWN, &mut rng));
+        let next = g.poll_timeout().unwrap() - t(50.0);
+        assert!(
+            next >= Duration::from_millis(720) && next <= Duration::from_millis(880),
+            "{next:?}"
         );
     }
 

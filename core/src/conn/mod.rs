@@ -409,7 +409,7 @@ impl Loop {
             if let Some(id) = conn.ice_failed() {
                 self.shared.detach_path(peer, id);
             }
-            conn.guard.on_event(now);
+            conn.guard.on_network_change(now);
         }
     }
 

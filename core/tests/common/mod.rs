@@ -1,6 +1,8 @@
 //! Two engines on loopback, each on a socketpair standing in for its tun.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
