@@ -3,11 +3,17 @@
 # (uniffi library mode: the library's metadata is the interface; there is no UDL).
 #
 #   bindings/generate.sh [--release] [--features F] [--lib PATH] [--kotlin DIR] [--swift DIR]
+#                        [--swift-source DIR]
 #
-# --lib   generate from this already built library instead of the host build. Swift must come
-#         from an Apple build (find_utun_fd exists only there): ios/build-xcframework.sh passes
-#         its macOS library here.
-# The generated sources are build output: nothing here writes into the source tree.
+# --swift         the Swift file, the C header peerlinkFFI.h and its module map.
+# --swift-source  the Swift file only: the committed ios/Sources/Peerlink/Generated/ is made with
+#                 --swift-source ios/Sources/Peerlink/Generated (header and module map belong to
+#                 the XCFramework, which ios/build-xcframework.sh builds with --swift).
+# --lib   generate from this already built library instead of the host build
+#         (ios/build-xcframework.sh passes its iOS device library).
+# The exported interface is the same on every platform, so the host build's Swift is the real
+# one: ios/Sources/Peerlink/Generated/Peerlink.swift is committed and tests/mobile-checks.sh
+# fails if it is stale. Nothing else generated is committed.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +25,7 @@ features=""
 lib=""
 kotlin_out=""
 swift_out=""
+swift_source_out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --release) profile=release; release_flag=(--release) ;;
@@ -26,13 +33,14 @@ while [ $# -gt 0 ]; do
     --lib) lib=$2; shift ;;
     --kotlin) kotlin_out=$2; shift ;;
     --swift) swift_out=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --swift-source) swift_source_out=$2; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-if [ -z "$kotlin_out" ] && [ -z "$swift_out" ]; then
-  echo "nothing to generate: give --kotlin DIR and/or --swift DIR" >&2
+if [ -z "$kotlin_out" ] && [ -z "$swift_out" ] && [ -z "$swift_source_out" ]; then
+  echo "nothing to generate: give --kotlin DIR, --swift DIR and/or --swift-source DIR" >&2
   exit 2
 fi
 
@@ -57,4 +65,11 @@ fi
 if [ -n "$swift_out" ]; then
   mkdir -p "$swift_out"
   "$bindgen" generate "$lib" --language swift --out-dir "$swift_out" --no-format
+fi
+if [ -n "$swift_source_out" ]; then
+  swift_tmp=$(mktemp -d)
+  "$bindgen" generate "$lib" --language swift --out-dir "$swift_tmp" --no-format
+  mkdir -p "$swift_source_out"
+  cp "$swift_tmp"/*.swift "$swift_source_out/"
+  rm -rf "$swift_tmp"
 fi

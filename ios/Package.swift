@@ -1,8 +1,10 @@
 // swift-tools-version:5.9
 // The peerlink engine for a NEPacketTunnelProvider. Build the binary first, on a Mac:
 //   ios/build-xcframework.sh
-// It writes build/peerlinkFFI.xcframework (the Rust library: device + simulator) and
-// Sources/Peerlink/Generated/Peerlink.swift (its uniffi bindings); neither is committed.
+// It writes build/peerlinkFFI.xcframework (not committed): the Rust library (device +
+// simulator) with uniffi's C header peerlinkFFI.h and its module map, i.e. the `peerlinkFFI`
+// module. The Swift half of the bindings, Sources/Peerlink/Generated/Peerlink.swift, is
+// committed and compiles in the Peerlink target (tests/mobile-checks.sh keeps it current).
 import PackageDescription
 
 let package = Package(

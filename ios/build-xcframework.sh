@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # macOS with Xcode only. Builds the Rust library for iOS devices (arm64) and the simulator
 # (arm64 + x86_64) as static libraries, packs them into build/peerlinkFFI.xcframework with the
-# uniffi C header and module map, and writes the Swift bindings to
-# Sources/Peerlink/Generated/Peerlink.swift.
+# uniffi C header and module map, and checks that the Swift bindings generated from it are the
+# committed Sources/Peerlink/Generated/Peerlink.swift (the interface is the same on every
+# platform; tests/mobile-checks.sh checks the same file against the Linux build).
 set -euo pipefail
 
 if [ "$(uname -s)" != Darwin ]; then
@@ -32,7 +33,7 @@ lib() { echo "$CARGO_TARGET_DIR/$1/release/libpeerlink_ffi.a"; }
 rm -rf "$out"
 mkdir -p "$out/headers" "$out/simulator"
 
-# Swift from the device library: find_utun_fd exists only in Apple builds.
+# Bindings from the device library: the header and module map go into the XCFramework.
 "$root/bindings/generate.sh" --lib "$(lib "$device")" --swift "$out/swift"
 cp "$out/swift/peerlinkFFI.h" "$out/headers/"
 # An xcframework's headers folder must name its module map module.modulemap.
@@ -46,6 +47,11 @@ xcodebuild -create-xcframework \
   -library "$out/simulator/libpeerlink_ffi.a" -headers "$out/headers" \
   -output "$out/peerlinkFFI.xcframework"
 
-mkdir -p "$ios/Sources/Peerlink/Generated"
-cp "$out/swift/Peerlink.swift" "$ios/Sources/Peerlink/Generated/Peerlink.swift"
-echo "built $out/peerlinkFFI.xcframework and Sources/Peerlink/Generated/Peerlink.swift"
+# The header above and the committed Swift must describe the same library.
+if ! diff -u "$ios/Sources/Peerlink/Generated/Peerlink.swift" "$out/swift/Peerlink.swift"; then
+  echo "the Swift generated from the iOS library differs from the committed" \
+    "Sources/Peerlink/Generated/Peerlink.swift: stale (bindings/generate.sh --swift-source" \
+    "ios/Sources/Peerlink/Generated, commit) or the exported API differs between platforms" >&2
+  exit 1
+fi
+echo "built $out/peerlinkFFI.xcframework; Sources/Peerlink/Generated/Peerlink.swift is current"

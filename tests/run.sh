@@ -3,7 +3,10 @@
 #   1. formatting and clippy (-D warnings),
 #   2. the cargo tests of the workspace (unit, in-process engines, real NetBird servers),
 #   3. the lab suites in network namespaces (root only; they skip with a reason otherwise),
-#   4. the JVM tests of the Kotlin layer (tests/jvm.sh), when Java and Maven are present.
+#   4. the JVM tests of the Kotlin layer and the Android classes compiled against android-all
+#      (tests/jvm.sh --android-typecheck), when Java and Maven are present,
+#   5. the mobile checks (tests/mobile-checks.sh): committed Swift bindings current, clippy for
+#      aarch64-linux-android.
 # Ends with one line "all: N passed, N failed, N skipped"; exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -89,8 +92,8 @@ for suite in tests/lab/netns_*.sh; do
 done
 
 if [[ -x tests/jvm.sh ]]; then
-    step "JVM tests of the Kotlin layer"
-    bash tests/jvm.sh 2>&1 | tee "$log_dir/jvm.log"
+    step "JVM tests of the Kotlin layer, Android classes type-checked"
+    bash tests/jvm.sh --android-typecheck 2>&1 | tee "$log_dir/jvm.log"
     status=${PIPESTATUS[0]}
     p=$(grep -oE 'Tests run: [0-9]+, Failures: [0-9]+, Errors: [0-9]+, Skipped: [0-9]+$' "$log_dir/jvm.log" | tail -n 1)
     if [[ -n $p ]]; then
@@ -101,6 +104,10 @@ if [[ -x tests/jvm.sh ]]; then
         record "jvm" "$status"
     fi
 fi
+
+step "mobile checks (Swift bindings current, aarch64-linux-android clippy)"
+bash tests/mobile-checks.sh 2>&1 | tee "$log_dir/mobile-checks.log"
+record "mobile-checks" "${PIPESTATUS[0]}"
 
 echo
 ((${#failures[@]})) && echo "failed steps: ${failures[*]} (logs in $log_dir)"

@@ -13,7 +13,6 @@ mod guard;
 mod logging;
 mod platform;
 mod status;
-#[cfg(any(target_vendor = "apple", test))]
 mod utun;
 
 pub use config::{
@@ -28,5 +27,5 @@ pub use status::{
     EngineDrops, EngineStatus, Event, IceState, PathKind, PathStatus, PeerCounters, PeerStatus, RelayState,
     SignalState,
 };
-#[cfg(target_vendor = "apple")]
+// Exported on every platform (None outside Apple) so the interface is the same everywhere.
 pub use utun::find_utun_fd;

@@ -1,20 +1,39 @@
 //! Apple: find the utun fd that `NEPacketTunnelProvider` created, by scanning the process's
 //! descriptors for a `com.apple.net.utun_control` socket (the technique wireguard-apple uses;
 //! the extension never hands the fd over itself).
+//!
+//! `find_utun_fd` is exported on every platform, so the interface (and the Swift generated from
+//! it on Linux, committed under `ios/Sources/`) is the same everywhere; elsewhere it finds nothing.
 
+#[cfg(any(target_vendor = "apple", test))]
 use std::time::Duration;
 
 /// wireguard-apple scans descriptors 0...1024; an extension has far fewer open.
+#[cfg(target_vendor = "apple")]
 const MAX_FD: i32 = 1024;
 /// The utun exists once `setTunnelNetworkSettings` completed, but its descriptor can show up a
 /// moment later; a few quick retries cover that without blocking the caller noticeably.
+#[cfg(target_vendor = "apple")]
 const ATTEMPTS: u32 = 3;
+#[cfg(target_vendor = "apple")]
 const RETRY_DELAY: Duration = Duration::from_millis(10);
 
 /// The utun fd of this packet tunnel extension, or `None` if there is none (call it after the
-/// tunnel network settings were applied). Blocks at most about 20 ms.
+/// tunnel network settings were applied). Blocks at most about 20 ms. Apple only: on other
+/// platforms it always returns `None` (Android's `VpnService` hands over its fd itself).
 #[uniffi::export]
 pub fn find_utun_fd() -> Option<i32> {
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        tracing::warn!("find_utun_fd is Apple-only; there is no utun on this platform");
+        None
+    }
+    #[cfg(target_vendor = "apple")]
+    apple_scan()
+}
+
+#[cfg(target_vendor = "apple")]
+fn apple_scan() -> Option<i32> {
     let found = std::panic::catch_unwind(|| scan_with_retry(MAX_FD, ATTEMPTS, RETRY_DELAY, sys::utun_name));
     match found {
         Ok(Some((fd, name))) => {
@@ -33,6 +52,7 @@ pub fn find_utun_fd() -> Option<i32> {
 }
 
 /// Calls `probe` on fds 0..=max_fd until one names a utun interface, `attempts` times.
+#[cfg(any(target_vendor = "apple", test))]
 fn scan_with_retry(
     max_fd: i32,
     attempts: u32,
@@ -50,6 +70,7 @@ fn scan_with_retry(
     None
 }
 
+#[cfg(target_vendor = "apple")]
 mod sys {
     use std::mem::{size_of, MaybeUninit};
 
@@ -108,6 +129,12 @@ mod sys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(target_vendor = "apple"))]
+    #[test]
+    fn elsewhere_there_is_no_utun() {
+        assert_eq!(find_utun_fd(), None);
+    }
 
     #[test]
     fn the_scan_finds_the_first_utun_and_gives_up_after_its_attempts() {
