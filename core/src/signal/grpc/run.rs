@@ -78,7 +78,7 @@ pub(crate) async fn run(ctx: RunContext) {
             } => {
                 tracing::warn!(key = %ctx.private_key.public_key(), "another client registered with our key; signal paused until reconnect");
                 ctx.state_tx.send_replace(SignalState::Replaced);
-                wait_for_reconnect(&ctx, &mut closing, &mut backoff).await
+                pause(&ctx, &mut closing, &mut backoff, None).await
             }
             SessionEnd::Failed { error, registered } => {
                 if registered {
@@ -92,7 +92,7 @@ pub(crate) async fn run(ctx: RunContext) {
                     attempt,
                     last_error: error.to_string(),
                 });
-                backoff_pause(&ctx, &mut closing, &mut backoff, delay).await
+                pause(&ctx, &mut closing, &mut backoff, Some(delay)).await
             }
         };
         match next {
@@ -104,11 +104,20 @@ pub(crate) async fn run(ctx: RunContext) {
     ctx.state_tx.send_replace(SignalState::Closed);
 }
 
-async fn wait_for_reconnect(
+/// Waits for `delay` (forever when `None`) unless a reconnect is asked for or the client
+/// closes first.
+async fn pause(
     ctx: &RunContext,
     closing: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
+    delay: Option<Duration>,
 ) -> Next {
+    let sleep = async {
+        match delay {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
         _ = Control::closing(closing) => Next::Close,
@@ -117,24 +126,7 @@ async fn wait_for_reconnect(
             ctx.state_tx.send_replace(SignalState::Connecting);
             Next::Retry
         }
-    }
-}
-
-async fn backoff_pause(
-    ctx: &RunContext,
-    closing: &mut watch::Receiver<bool>,
-    backoff: &mut Backoff,
-    delay: Duration,
-) -> Next {
-    tokio::select! {
-        biased;
-        _ = Control::closing(closing) => Next::Close,
-        _ = ctx.reconnect.notified() => {
-            backoff.reset();
-            ctx.state_tx.send_replace(SignalState::Connecting);
-            Next::Retry
-        }
-        _ = tokio::time::sleep(delay) => Next::Retry,
+        _ = sleep => Next::Retry,
     }
 }
 
