@@ -463,9 +463,8 @@ impl Loop {
     }
 
     async fn close(mut self) {
-        for (_, conn) in self.peers.drain() {
-            conn.close().await;
-        }
+        // Concurrently: each ICE agent may take its gather drain plus close timeout.
+        futures_util::future::join_all(self.peers.drain().map(|(_, conn)| conn.close())).await;
         self.tasks.shutdown().await;
         if let Some(relay) = self.relay.take() {
             if let Ok(relay) = Arc::try_unwrap(relay) {

@@ -33,6 +33,11 @@ use table::PeerTable;
 /// How long `stop` waits for the tasks to finish before aborting them. They only need to leave
 /// a `select!`; a task that takes longer is stuck and is aborted rather than waited for.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// The control plane closes ICE agents (gathering drained, then closed, each bounded: 5 s + 2 s
+/// in `ice::config`), relays and signal; beyond that it is stuck.
+/// The data plane's tasks: tun, UDP, inbound paths, timers.
+const DATA_PLANE_TASKS: usize = 4;
+const CONTROL_STOP_GRACE: Duration = Duration::from_secs(8);
 /// boringtun's handshake limit per second before it answers with cookies (its own default for a
 /// single peer is 10; a device with many peers shares one limiter, as boringtun's device does).
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
@@ -288,9 +293,15 @@ impl Engine {
     /// Stops every task and closes the tun (if owned) and every socket before returning.
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks.drain(..) {
+        for (n, task) in self.tasks.drain(..).enumerate() {
             let abort = task.abort_handle();
-            if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
+            // The data plane tasks come first; the control plane, when there is one, last.
+            let grace = if n < DATA_PLANE_TASKS {
+                STOP_GRACE
+            } else {
+                CONTROL_STOP_GRACE
+            };
+            if tokio::time::timeout(grace, task).await.is_err() {
                 tracing::warn!("a data plane task did not stop in time; aborted");
                 abort.abort();
             }
