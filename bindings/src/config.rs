@@ -324,6 +324,8 @@ impl RelayConfig {
             token_payload: self.token_payload.clone(),
             token_signature: self.token_signature.clone(),
             secret: self.secret.clone(),
+            // Not exposed over FFI yet; rels:// trusts the webpki roots.
+            ca_pem: None,
         }
     }
 }

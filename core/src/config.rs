@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use crate::keys::{KeyError, PresharedKey, PrivateKey, PublicKey};
-use crate::relay::{RelayToken, RelayUrl};
+use crate::relay::{RelayTls, RelayToken, RelayUrl, TlsConfigError};
 
 /// Tokens minted from a relay secret are valid this long; NetBird's management hands out
 /// tokens for 24 h and refreshes them, and a self-hosted engine mints a new one on restart.
@@ -71,6 +71,9 @@ pub struct RelaySpec {
     /// …or the relay's shared secret, to mint tokens locally (self-hosted setups and the lab).
     #[serde(default)]
     pub secret: Option<String>,
+    /// PEM CA certificate(s) to trust besides the public roots (a self-hosted `rels://` relay).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -130,6 +133,8 @@ pub struct EngineConfig {
 pub struct RelaySettings {
     pub urls: Vec<RelayUrl>,
     pub token: RelayToken,
+    /// Whom `rels://` connections trust: the webpki roots and `ca_pem`.
+    pub tls: RelayTls,
 }
 
 #[derive(Debug, Clone)]
@@ -294,6 +299,7 @@ impl std::fmt::Debug for RelaySpec {
             .field("urls", &self.urls)
             .field("token", &self.token_payload.is_some())
             .field("secret", &self.secret.is_some())
+            .field("ca_pem", &self.ca_pem.is_some())
             .finish()
     }
 }
@@ -352,7 +358,16 @@ fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
             ))
         }
     };
-    Ok(RelaySettings { urls, token })
+    let tls = RelayTls::new(r.ca_pem.as_deref()).map_err(|e| {
+        let field = match &e {
+            TlsConfigError::NoCertificate | TlsConfigError::Pem { .. } | TlsConfigError::Unusable { .. } => {
+                "relay.ca_pem"
+            }
+            TlsConfigError::Provider(_) => "relay",
+        };
+        server_error(field, e)
+    })?;
+    Ok(RelaySettings { urls, token, tls })
 }
 
 fn validate_ice(i: &IceSpec) -> Result<IceSpec, ConfigError> {
@@ -537,6 +552,42 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(s.validate(), Err(ConfigError::Server { field, .. }) if field == "ice.stun[0]"));
+    }
+
+    #[test]
+    fn a_relay_ca_that_is_not_a_pem_certificate_names_the_field() {
+        let mut s = spec();
+        s.relay = Some(RelaySpec {
+            urls: vec!["rels://relay.example:443".into()],
+            secret: Some("s".into()),
+            ca_pem: Some("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".into()),
+            ..Default::default()
+        });
+        let e = s.validate().unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Server { field, .. } if field == "relay.ca_pem"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("BEGIN CERTIFICATE"),
+            "says what to give: {e}"
+        );
+    }
+
+    #[test]
+    fn relay_debug_shows_neither_secrets_nor_the_ca() {
+        let r = RelaySpec {
+            urls: vec!["rels://relay.example".into()],
+            token_payload: Some("payload-secret".into()),
+            token_signature: Some("signature-secret".into()),
+            secret: Some("shared-secret".into()),
+            ca_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+        };
+        let text = format!("{r:?}");
+        for hidden in ["payload-secret", "signature-secret", "shared-secret", "BEGIN"] {
+            assert!(!text.contains(hidden), "{text}");
+        }
+        assert!(text.contains("ca_pem: true"), "{text}");
     }
 
     #[test]

@@ -2,19 +2,23 @@
 //! all on loopback. Skipped, with the reason printed, when the NetBird binaries are not built.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
+mod common;
 mod relay_support;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::pki::TestPki;
+use peerlink_core::conn::ConnSetup;
 use peerlink_core::path::{Path, PathError, PathId};
+use peerlink_core::relay::RelayUrl;
 use peerlink_core::relay::{
     ClientOptions, DisconnectReason, PathCloseReason, RelayClient, RelayError, RelayEvent, RelayManager,
     RelayManagerConfig, RelayState, RelayToken,
 };
 use peerlink_core::socket::SocketFactory;
-use peerlink_core::PrivateKey;
+use peerlink_core::{EngineSpec, PrivateKey, RelaySpec};
 use relay_support::*;
 use tokio::sync::{mpsc, watch};
 
@@ -241,26 +245,7 @@ async fn a_refused_token_does_not_storm_and_a_new_token_connects_at_once() {
         ),
         "{failed:?}"
     );
-    // Watch for 5 s: NetBird's schedule (2 s then 4 s, ±50 %) allows at most two more attempts.
-    let window = tokio::time::sleep(Duration::from_secs(5));
-    tokio::pin!(window);
-    let mut seen_failures = 1;
-    loop {
-        tokio::select! {
-            () = &mut window => break,
-            changed = state.changed() => {
-                changed.unwrap();
-                let s = state.borrow_and_update().clone();
-                match s {
-                    RelayState::Failed { error, failures } => {
-                        assert!(matches!(error, RelayError::TokenExpired { .. }), "{error}");
-                        seen_failures = failures;
-                    }
-                    other => panic!("unexpected state {other:?}"),
-                }
-            }
-        }
-    }
+    let seen_failures = failures_for_5s(&mut state, |e| matches!(e, RelayError::TokenExpired { .. })).await;
     let attempts = protector.count();
     println!(
         "refused token: {attempts} connection attempts in the first 5 s, {seen_failures} failures reported"
@@ -555,6 +540,169 @@ async fn interop_with_netbirds_go_relay_client_both_directions() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hex(b"pong"));
     assert_eq!(ours.client.counters().refused_input(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rels_with_the_apps_ca_carries_transport_both_ways() {
+    init_tracing();
+    let Some(pki) = TestPki::create() else { return };
+    let Some(relay) = NbRelay::start_tls("rels_with_ca", &pki.server_cert, &pki.server_key) else {
+        return;
+    };
+    let ca = std::fs::read_to_string(&pki.ca_cert).unwrap();
+    let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
+    let ma = manager_from_spec(&relay.url(), &ka, Some(&ca), SocketFactory::default());
+    let mb = manager_from_spec(&relay.url(), &kb, Some(&ca), SocketFactory::default());
+    for m in [&ma, &mb] {
+        let s = wait_state(&mut m.state(), "Connected", |s| {
+            matches!(s, RelayState::Connected { .. })
+        })
+        .await;
+        assert_eq!(
+            s,
+            RelayState::Connected {
+                server: relay.url().to_string(),
+                instance_url: relay.url().to_string()
+            },
+            "AuthResponse carries the -e address"
+        );
+    }
+    let (sink_a, mut in_a) = mpsc::channel(64);
+    let (sink_b, mut in_b) = mpsc::channel(64);
+    let (pa, pb) = tokio::join!(
+        ma.open_peer(None, kb.public_key(), sink_a, PathId(1)),
+        mb.open_peer(None, ka.public_key(), sink_b, PathId(2))
+    );
+    let (pa, pb) = (pa.unwrap(), pb.unwrap());
+    for len in [1, 700, 1400] {
+        pa.send(&payload(len, 1)).unwrap();
+        assert_eq!(
+            recv(&mut in_b).await.to_vec(),
+            payload(len, 1),
+            "a -> b, {len} bytes"
+        );
+        pb.send(&payload(len, 2)).unwrap();
+        assert_eq!(
+            recv(&mut in_a).await.to_vec(),
+            payload(len, 2),
+            "b -> a, {len} bytes"
+        );
+    }
+    for m in [&ma, &mb] {
+        let c = m.counters();
+        assert_eq!((c.transport_in, c.transport_out), (3, 3), "{c:?}");
+    }
+    ma.stop().await;
+    mb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rels_without_the_apps_ca_fails_with_a_typed_certificate_error_and_no_storm() {
+    init_tracing();
+    let Some(pki) = TestPki::create() else { return };
+    let Some(relay) = NbRelay::start_tls("rels_without_ca", &pki.server_cert, &pki.server_key) else {
+        return;
+    };
+    let err = RelayClient::connect(
+        &relay.url(),
+        ClientOptions::new(PrivateKey::generate().public_key(), token()),
+    )
+    .await
+    .unwrap_err();
+    println!("without the CA: {err}");
+    assert!(matches!(err, RelayError::CertificateRefused { .. }), "{err}");
+    assert!(
+        err.to_string().contains("supply the CA"),
+        "says what to do: {err}"
+    );
+
+    let protector = Arc::new(CountingProtector::default());
+    let key = PrivateKey::generate();
+    let manager = manager_from_spec(
+        &relay.url(),
+        &key,
+        None,
+        SocketFactory::new(Some(protector.clone())),
+    );
+    let mut state = manager.state();
+    let failed = wait_state(&mut state, "Failed", |s| matches!(s, RelayState::Failed { .. })).await;
+    assert!(
+        matches!(
+            &failed,
+            RelayState::Failed {
+                error: RelayError::CertificateRefused { .. },
+                failures: 1
+            }
+        ),
+        "{failed:?}"
+    );
+    let seen_failures =
+        failures_for_5s(&mut state, |e| matches!(e, RelayError::CertificateRefused { .. })).await;
+    let attempts = protector.count();
+    println!("refused certificate: {attempts} connection attempts in the first 5 s");
+    assert!(
+        (1..=3).contains(&attempts),
+        "{attempts} attempts in 5 s is a storm"
+    );
+    assert_eq!(attempts, seen_failures as usize);
+    manager.stop().await;
+}
+
+/// A manager built the way the engine builds it: `RelaySpec` (with `ca_pem`), validation, then
+/// the control plane's setup.
+fn manager_from_spec(
+    url: &RelayUrl,
+    key: &PrivateKey,
+    ca_pem: Option<&str>,
+    sockets: SocketFactory,
+) -> RelayManager {
+    let spec = EngineSpec {
+        private_key: key.to_base64(),
+        relay: Some(RelaySpec {
+            urls: vec![url.to_string()],
+            secret: Some(SECRET.into()),
+            ca_pem: ca_pem.map(str::to_owned),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let config = spec.validate().expect("valid spec");
+    let relay = ConnSetup::from_config(&config, &sockets, None)
+        .relay
+        .expect("relay configured");
+    assert!(
+        relay.tls.is_some(),
+        "a rels:// relay gets the engine's TLS connector"
+    );
+    RelayManager::start(relay)
+}
+
+/// Watches a failed manager for 5 s and returns the failure count it reached; every state in
+/// that time must be a failure that `expected` accepts. NetBird's schedule (2 s then 4 s,
+/// ±50 %) allows at most two attempts after the first in that window.
+async fn failures_for_5s(
+    state: &mut watch::Receiver<RelayState>,
+    expected: impl Fn(&RelayError) -> bool,
+) -> u32 {
+    let window = tokio::time::sleep(Duration::from_secs(5));
+    tokio::pin!(window);
+    let mut seen_failures = 1;
+    loop {
+        tokio::select! {
+            () = &mut window => return seen_failures,
+            changed = state.changed() => {
+                changed.unwrap();
+                let s = state.borrow_and_update().clone();
+                match s {
+                    RelayState::Failed { error, failures } => {
+                        assert!(expected(&error), "{error}");
+                        seen_failures = failures;
+                    }
+                    other => panic!("unexpected state {other:?}"),
+                }
+            }
+        }
+    }
 }
 
 async fn recv(rx: &mut mpsc::Receiver<peerlink_core::path::Inbound>) -> bytes::Bytes {

@@ -1,9 +1,11 @@
 //! What the control plane is built from: the validated configuration turned into the signal,
 //! relay and ICE settings of their modules.
 
-use crate::config::{EngineConfig, IceSpec};
+use tokio_tungstenite::Connector;
+
+use crate::config::{EngineConfig, IceSpec, RelaySettings};
 use crate::ice::{IceConfig, InterfaceFilter, TurnServer};
-use crate::relay::RelayManagerConfig;
+use crate::relay::{RelayManagerConfig, RelayUrl};
 use crate::signal::{GrpcSignalConfig, SignalHub};
 use crate::socket::SocketFactory;
 
@@ -38,6 +40,7 @@ impl ConnSetup {
         let relay = config.relay.as_ref().map(|r| {
             let mut c = RelayManagerConfig::new(own, r.urls.clone(), r.token.clone());
             c.sockets = sockets.clone();
+            c.tls = relay_connector(r);
             c
         });
         let ice = config.ice.as_ref().map(|i| ice_config(i, tun_name));
@@ -52,6 +55,14 @@ pub fn signal_source(config: &EngineConfig, sockets: &SocketFactory) -> Option<S
     grpc.extra_ca_pem = s.ca_pem.as_ref().map(|p| p.as_bytes().to_vec());
     grpc.sockets = sockets.clone();
     Some(SignalSource::Grpc(grpc))
+}
+
+/// The TLS connector of the relays: with the app's CA when any configured relay is `rels://` or
+/// a CA was given (a peer may advertise a `rels://` relay of the same deployment); otherwise
+/// plain `rel://` needs none.
+fn relay_connector(relay: &RelaySettings) -> Option<Connector> {
+    let tls_wanted = relay.urls.iter().any(RelayUrl::is_tls) || relay.tls.extra_cas() > 0;
+    tls_wanted.then(|| relay.tls.connector())
 }
 
 fn ice_config(spec: &IceSpec, tun_name: Option<&str>) -> IceConfig {
@@ -85,5 +96,37 @@ fn ice_config(spec: &IceSpec, tun_name: Option<&str>) -> IceConfig {
         force_turn: spec.force_turn,
         interfaces,
         ..IceConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EngineSpec, RelaySpec};
+    use crate::keys::PrivateKey;
+
+    fn relay_setup(url: &str) -> RelayManagerConfig {
+        let spec = EngineSpec {
+            private_key: PrivateKey::generate().to_base64(),
+            relay: Some(RelaySpec {
+                urls: vec![url.into()],
+                secret: Some("s".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let config = spec.validate().unwrap();
+        ConnSetup::from_config(&config, &SocketFactory::default(), None)
+            .relay
+            .unwrap()
+    }
+
+    #[test]
+    fn a_rels_relay_gets_the_tls_connector_and_a_plain_one_none() {
+        assert!(matches!(
+            relay_setup("rels://relay.example").tls,
+            Some(Connector::Rustls(_))
+        ));
+        assert!(relay_setup("rel://relay.example").tls.is_none());
     }
 }

@@ -37,8 +37,8 @@ pub struct ClientOptions {
     pub token: RelayToken,
     /// Creates (and on Android protects) the TCP socket.
     pub sockets: SocketFactory,
-    /// TLS settings for `rels://`; `None` uses the webpki roots. Give a connector built with the
-    /// app's CA for a self-hosted relay.
+    /// TLS settings for `rels://`; `None` uses the webpki roots. Give a [`super::RelayTls`]
+    /// connector built with the app's CA for a self-hosted relay.
     pub tls: Option<Connector>,
     /// Where connection and path events go.
     pub events: broadcast::Sender<RelayEvent>,

@@ -23,6 +23,12 @@ pub enum RelayError {
     ProtectRefused { server: String },
     #[error("relay {server}: connecting: {detail}")]
     Connect { server: String, detail: String },
+    #[error(
+        "relay {server}: its TLS certificate was refused ({detail}); for a self-hosted relay, supply the CA that signed it (relay ca_pem)"
+    )]
+    CertificateRefused { server: String, detail: String },
+    #[error("relay {server}: TLS: {detail}")]
+    Tls { server: String, detail: String },
     #[error("relay {server}: WebSocket handshake: {detail}")]
     WebSocket { server: String, detail: String },
     #[error("relay {server}: no {stage} within {after:?}")]

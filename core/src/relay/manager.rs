@@ -43,6 +43,7 @@ pub struct RelayManagerConfig {
     pub servers: Vec<RelayUrl>,
     pub token: RelayToken,
     pub sockets: SocketFactory,
+    /// TLS settings for `rels://` (see [`super::RelayTls`]); `None` trusts the webpki roots only.
     pub tls: Option<Connector>,
     pub backoff: BackoffPolicy,
     pub foreign_linger: Duration,

@@ -5,7 +5,8 @@
 //!   that peers advertise, a [`RelayState`] watch and [`RelayEvent`]s.
 //! - [`RelayClient`]: one authenticated connection; [`RelayClient::open_peer`] gives a
 //!   [`RelayPath`], the engine's [`crate::path::Path`] through the relay.
-//! - [`messages`]: the wire format; [`RelayToken`]: NetBird's HMAC token.
+//! - [`messages`]: the wire format; [`RelayToken`]: NetBird's HMAC token; [`RelayTls`]: whom a
+//!   `rels://` connection trusts.
 //! - Pure policy: [`backoff`], [`health`], [`held`] take `now` and decide.
 
 pub mod backoff;
@@ -21,6 +22,7 @@ mod io;
 mod manager;
 pub mod messages;
 mod path;
+mod tls;
 mod token;
 mod transport;
 mod url;
@@ -34,6 +36,7 @@ pub use error::RelayError;
 pub use events::{DisconnectReason, PathCloseReason, RelayEvent, RelayState, RELAY_EVENT_CAPACITY};
 pub use manager::{RelayManager, RelayManagerConfig, FOREIGN_LINGER};
 pub use path::RelayPath;
+pub use tls::{RelayTls, TlsConfigError};
 pub use token::{unix_now, RelayToken, TokenError};
 pub use transport::CONNECT_TIMEOUT;
 pub use url::{RelayUrl, UrlError};

@@ -7,12 +7,14 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::TlsError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{client_async_tls_with_config, Connector, MaybeTlsStream, WebSocketStream};
 
 use super::error::RelayError;
 use super::messages::{decode_server, encode_auth, PeerId, ServerMessage};
+use super::tls::RelayTls;
 use super::token::{unix_now, RelayToken};
 use super::url::RelayUrl;
 use crate::socket::{SocketError, SocketFactory};
@@ -80,13 +82,54 @@ async fn open_websocket(
         .max_frame_size(Some(WS_MAX_MESSAGE))
         .read_buffer_size(WS_BUFFER)
         .write_buffer_size(WS_BUFFER);
+    let tls = match tls {
+        Some(tls) => Some(tls),
+        // tungstenite's own default would install a process-wide crypto provider.
+        None if url.is_tls() => Some(
+            RelayTls::webpki()
+                .map_err(|e| RelayError::Tls {
+                    server: server(),
+                    detail: e.to_string(),
+                })?
+                .connector(),
+        ),
+        None => None,
+    };
     let (ws, _response) = client_async_tls_with_config(request, tcp, Some(config), tls)
         .await
-        .map_err(|e| RelayError::WebSocket {
-            server: server(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| handshake_error(url, e))?;
     Ok(ws)
+}
+
+/// Tells a refused certificate and other TLS failures apart from the WebSocket's own: the first
+/// is the one a user can fix (by supplying the relay's CA).
+fn handshake_error(url: &RelayUrl, e: WsError) -> RelayError {
+    let server = url.as_str().to_owned();
+    let rustls_error = match &e {
+        WsError::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        WsError::Tls(TlsError::Rustls(inner)) => Some(&**inner),
+        _ => None,
+    };
+    match rustls_error {
+        Some(rustls::Error::InvalidCertificate(cert)) => RelayError::CertificateRefused {
+            server,
+            detail: cert.to_string(),
+        },
+        Some(other) => RelayError::Tls {
+            server,
+            detail: other.to_string(),
+        },
+        None if matches!(e, WsError::Tls(_)) => RelayError::Tls {
+            server,
+            detail: e.to_string(),
+        },
+        None => RelayError::WebSocket {
+            server,
+            detail: e.to_string(),
+        },
+    }
 }
 
 /// Tries each address of the host in turn on a protected socket.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod pki;
 
 use std::net::IpAddr;
 use std::time::Duration;

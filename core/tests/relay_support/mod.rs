@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::RawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub const SECRET: &str = "peerlink-test-secret";
 pub struct NbRelay {
     bin: PathBuf,
     pub port: u16,
+    /// Certificate and key: the server speaks `rels://` (TLS) and calls itself `localhost`.
+    tls: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -48,6 +50,15 @@ impl NbRelay {
     /// Starts the server on a free loopback port, or returns `None` (printing why) when the
     /// binary is missing.
     pub fn start(test: &str) -> Option<NbRelay> {
+        Self::start_with(test, None)
+    }
+
+    /// Starts the server with a certificate (which must name `localhost`) and key: `rels://`.
+    pub fn start_tls(test: &str, cert: &Path, key: &Path) -> Option<NbRelay> {
+        Self::start_with(test, Some((cert.to_owned(), key.to_owned())))
+    }
+
+    fn start_with(test: &str, tls: Option<(PathBuf, PathBuf)>) -> Option<NbRelay> {
         let Some(bin) = Self::binary("nb-relay", "PEERLINK_NB_RELAY") else {
             eprintln!(
                 "SKIP {test}: nb-relay not found (set PEERLINK_NB_RELAY or run tests/lab/build-tools.sh)"
@@ -59,6 +70,7 @@ impl NbRelay {
         let mut relay = NbRelay {
             bin,
             port,
+            tls,
             child: None,
             log,
         };
@@ -67,9 +79,15 @@ impl NbRelay {
     }
 
     pub fn url(&self) -> RelayUrl {
-        format!("rel://127.0.0.1:{}", self.port)
-            .parse()
-            .expect("relay url")
+        self.exposed().parse().expect("relay url")
+    }
+
+    /// The address the server announces (`-e`), which is also the one to dial.
+    fn exposed(&self) -> String {
+        match self.tls {
+            Some(_) => format!("rels://localhost:{}", self.port),
+            None => format!("rel://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Kills the server at once (SIGKILL): clients see the TCP connection die, no Close message.
@@ -97,8 +115,12 @@ impl NbRelay {
             .append(true)
             .open(&self.log)
             .expect("relay log");
-        let child = Command::new(&self.bin)
-            .args(["-l", &addr, "-e", &format!("rel://{addr}"), "-s", SECRET])
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(["-l", &addr, "-e", &self.exposed(), "-s", SECRET]);
+        if let Some((cert, key)) = &self.tls {
+            cmd.arg("-c").arg(cert).arg("-k").arg(key);
+        }
+        let child = cmd
             .args([
                 "--metrics-port",
                 "0",
@@ -118,6 +140,12 @@ impl NbRelay {
         let deadline = std::time::Instant::now() + WAIT;
         let target: SocketAddr = addr.parse().expect("addr");
         while TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "nb-relay exited with {status} before listening; log:\n{}",
+                    self.log()
+                );
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "nb-relay not listening on {addr}; log:\n{}",
