@@ -78,6 +78,9 @@ pub struct RelayConfig {
     /// Never logged.
     #[uniffi(default = None)]
     pub secret: Option<String>,
+    /// PEM CA certificate(s) trusted besides the public roots, for a self-hosted `rels://` relay.
+    #[uniffi(default = None)]
+    pub ca_pem: Option<String>,
 }
 
 #[derive(Debug, Clone, uniffi::Record)]
@@ -324,8 +327,7 @@ impl RelayConfig {
             token_payload: self.token_payload.clone(),
             token_signature: self.token_signature.clone(),
             secret: self.secret.clone(),
-            // Not exposed over FFI yet; rels:// trusts the webpki roots.
-            ca_pem: None,
+            ca_pem: self.ca_pem.clone(),
         }
     }
 }
@@ -389,6 +391,7 @@ impl fmt::Debug for RelayConfig {
                 &self.token_signature.as_ref().map(|_| REDACTED),
             )
             .field("secret", &self.secret.as_ref().map(|_| REDACTED))
+            .field("ca_pem", &self.ca_pem.is_some())
             .finish()
     }
 }
@@ -489,6 +492,7 @@ pub(crate) mod tests {
                 token_payload: None,
                 token_signature: None,
                 secret: Some("relay-secret".into()),
+                ca_pem: None,
             }),
             ice: Some(IceConfig {
                 stun: vec!["stun:stun.example:3478".into()],

@@ -400,6 +400,7 @@ mod tests {
             token_payload: None,
             token_signature: None,
             secret: Some("lab-secret".into()),
+            ca_pem: None,
         });
         let engine = Engine::new(c, None).unwrap();
         let (tun, os) = packet_socketpair().unwrap();

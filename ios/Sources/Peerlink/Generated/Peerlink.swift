@@ -2154,6 +2154,10 @@ public struct RelayConfig: Equatable, Hashable {
      * Never logged.
      */
     public var secret: String?
+    /**
+     * PEM CA certificate(s) trusted besides the public roots, for a self-hosted `rels://` relay.
+     */
+    public var caPem: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2166,11 +2170,15 @@ public struct RelayConfig: Equatable, Hashable {
          */tokenSignature: String? = nil, 
         /**
          * Never logged.
-         */secret: String? = nil) {
+         */secret: String? = nil, 
+        /**
+         * PEM CA certificate(s) trusted besides the public roots, for a self-hosted `rels://` relay.
+         */caPem: String? = nil) {
         self.urls = urls
         self.tokenPayload = tokenPayload
         self.tokenSignature = tokenSignature
         self.secret = secret
+        self.caPem = caPem
     }
 
     
@@ -2192,7 +2200,8 @@ public struct FfiConverterTypeRelayConfig: FfiConverterRustBuffer {
                 urls: FfiConverterSequenceString.read(from: &buf), 
                 tokenPayload: FfiConverterOptionString.read(from: &buf), 
                 tokenSignature: FfiConverterOptionString.read(from: &buf), 
-                secret: FfiConverterOptionString.read(from: &buf)
+                secret: FfiConverterOptionString.read(from: &buf), 
+                caPem: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2201,6 +2210,7 @@ public struct FfiConverterTypeRelayConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.tokenPayload, into: &buf)
         FfiConverterOptionString.write(value.tokenSignature, into: &buf)
         FfiConverterOptionString.write(value.secret, into: &buf)
+        FfiConverterOptionString.write(value.caPem, into: &buf)
     }
 }
 
