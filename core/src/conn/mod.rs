@@ -198,25 +198,10 @@ impl Loop {
             return;
         };
         conn.on_remote_description(desc.clone(), now);
-        if let Some(relay) = &self.relay {
-            if conn.wants_relay() {
-                let server = if conn.controlling {
-                    None
-                } else {
-                    desc.relay_server_address.clone()
-                };
-                let id = self.shared.next_path_id();
-                conn.relay_opening(id);
-                let (relay, inbound, done) = (relay.clone(), self.shared.inbound.clone(), self.done.clone());
-                self.tasks.spawn(async move {
-                    let result = relay
-                        .open_peer(server.as_deref(), peer, inbound, id)
-                        .await
-                        .map_err(|e| e.to_string());
-                    let _ = done.send(Done::RelayOpened { peer, id, result }).await;
-                });
-            }
-        }
+        self.open_relay(peer);
+        let Some(conn) = self.peers.get_mut(&peer) else {
+            return;
+        };
         let Some(ice_config) = self.setup.ice.clone() else {
             return;
         };
@@ -260,6 +245,32 @@ impl Loop {
                 });
             }
         }
+    }
+
+    /// Opens the relay path to `peer` unless it is open or opening: through our home relay when
+    /// we control, else through the relay the peer advertised last.
+    fn open_relay(&mut self, peer: PublicKey) {
+        let (Some(relay), Some(conn)) = (&self.relay, self.peers.get_mut(&peer)) else {
+            return;
+        };
+        if !conn.wants_relay() {
+            return;
+        }
+        let server = if conn.controlling {
+            None
+        } else {
+            conn.remote_relay()
+        };
+        let id = self.shared.next_path_id();
+        conn.relay_opening(id);
+        let (relay, inbound, done) = (relay.clone(), self.shared.inbound.clone(), self.done.clone());
+        self.tasks.spawn(async move {
+            let result = relay
+                .open_peer(server.as_deref(), peer, inbound, id)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = done.send(Done::RelayOpened { peer, id, result }).await;
+        });
     }
 
     fn on_ice(&mut self, peer: PublicKey, event: IceEvent, now: Instant) {
@@ -377,11 +388,19 @@ impl Loop {
                     conn.relay_closed(id);
                     conn.guard.on_event(now);
                 }
+                // The standby comes back even while ICE carries the traffic (the guard only
+                // offers while ICE is down).
+                self.open_relay(peer);
             }
             RelayEvent::Connected { .. } => {
-                // Our instance URL is new or back: peers must learn it from a fresh offer.
+                // Our instance URL is new or back: peers must learn it from a fresh offer, and
+                // relay paths that closed with the old connection open again.
                 for conn in self.peers.values_mut() {
                     conn.guard.on_event(now);
+                }
+                let peers: Vec<PublicKey> = self.peers.keys().copied().collect();
+                for peer in peers {
+                    self.open_relay(peer);
                 }
             }
             RelayEvent::Disconnected { .. } | RelayEvent::PeerOffline { .. } => {}

@@ -36,6 +36,11 @@ pub(super) struct PeerConn {
     local: IceCredentials,
     session_id: SessionId,
     remote_ice: Option<IceCredentials>,
+    /// The relay instance the peer advertised last.
+    remote_relay: Option<String>,
+    /// Whether the peer has sent an offer or answer: until then there is no one to open a
+    /// relay path to.
+    heard_from: bool,
     pending_candidates: Vec<String>,
     ice: IceSlot,
     /// The path id given to the newest ICE session; its `Connected` attaches under it.
@@ -57,6 +62,8 @@ impl PeerConn {
             local: IceCredentials::generate(),
             session_id: SessionId::generate(&mut rng),
             remote_ice: None,
+            remote_relay: None,
+            heard_from: false,
             pending_candidates: Vec::new(),
             ice: IceSlot::Idle,
             ice_session_path: None,
@@ -79,9 +86,17 @@ impl PeerConn {
     }
 
     pub fn on_remote_description(&mut self, desc: OfferAnswer, _now: Instant) {
+        self.heard_from = true;
         if let Some(ice) = desc.ice {
             self.remote_ice = Some(ice);
         }
+        if desc.relay_server_address.is_some() {
+            self.remote_relay = desc.relay_server_address;
+        }
+    }
+
+    pub fn remote_relay(&self) -> Option<String> {
+        self.remote_relay.clone()
     }
 
     /// ICE failed: the agent goes, and a new local session (fresh credentials and session id)
@@ -186,7 +201,7 @@ impl PeerConn {
     }
 
     pub fn wants_relay(&self) -> bool {
-        matches!(self.relay, RelaySlot::Idle)
+        self.heard_from && matches!(self.relay, RelaySlot::Idle)
     }
 
     pub fn relay_opening(&mut self, id: PathId) {

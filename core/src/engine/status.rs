@@ -96,6 +96,9 @@ impl std::fmt::Display for EngineStatus {
                 (Some(kind), None) => writeln!(f, "  path: {kind}")?,
                 (None, _) => writeln!(f, "  path: none")?,
             }
+            for standby in p.paths.iter().filter(|path| !path.active) {
+                writeln!(f, "  standby: {} {}", standby.kind, standby.remote)?;
+            }
             match p.last_handshake {
                 Some(t) => writeln!(f, "  latest handshake: {:.1} s ago", t.as_secs_f64())?,
                 None => writeln!(f, "  latest handshake: never")?,
