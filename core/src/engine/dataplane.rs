@@ -1,12 +1,19 @@
 //! The data plane: tun → WireGuard → path, path → WireGuard → tun, and WireGuard's timers.
-//! Each loop owns its buffers; nothing is allocated per packet.
+//! Each loop owns its buffers; nothing is allocated per packet. The direct path moves bursts:
+//! one tun wakeup sends its packets in segmented runs, one socket read brings back a coalesced
+//! run (UDP GSO/GRO, see `gso`).
+
+mod batch;
+mod gso;
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
+use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 
 use super::table::PeerTable;
@@ -14,7 +21,7 @@ use super::{Event, Shared};
 use crate::clock::Instant;
 use crate::keys::PublicKey;
 use crate::net::packet_addrs;
-use crate::path::{Inbound, PathId};
+use crate::path::{Inbound, PathId, PathKind};
 use crate::wg::{AttachedPath, Peer, PACKET_BUFFER};
 
 /// boringtun asks for `update_timers` every 250 ms to 1 s while a peer is active; 250 ms keeps
@@ -31,6 +38,11 @@ const RATE_LIMIT_RESET_EVERY: Duration = Duration::from_secs(1);
 /// WireGuard's cookie reply message type: sent unauthenticated, so it proves nothing about the
 /// path it came from.
 const COOKIE_REPLY_TYPE: u8 = 3;
+/// Tun packets read per wakeup before the run goes out: the kernel's UDP_MAX_SEGMENTS, so a
+/// burst of full-size packets fills at most one segmented send.
+const TUN_BURST: usize = gso::MAX_SEGMENTS;
+
+use batch::SendBatch;
 
 /// Where a datagram came from.
 #[derive(Debug, Clone, Copy)]
@@ -44,12 +56,13 @@ enum Source {
 pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut packet_buf = vec![0u8; PACKET_BUFFER];
     let mut out = vec![0u8; PACKET_BUFFER];
+    let mut batch = SendBatch::new();
     let mut tun_changed = shared.tun_changed.subscribe();
     // Set while the current tun is closed or broken: wait for a new one instead of spinning.
     let mut tun_dead = false;
     loop {
         let tun = shared.tun.load_full();
-        let read = tokio::select! {
+        let mut read = tokio::select! {
             biased;
             _ = shutdown.changed() => return,
             _ = tun_changed.changed() => {
@@ -58,34 +71,63 @@ pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
             }
             r = tun.recv(&mut packet_buf), if !tun_dead => r,
         };
-        match read {
-            Ok(Some(packet)) if !packet.is_empty() => shared.send_to_peer(packet, &mut out),
-            Ok(Some(_)) => {
-                tracing::info!("tun closed by the other side; waiting for a new one");
-                tun_dead = true;
+        // This wakeup's packet, then those already queued behind it, up to a burst.
+        let mut burst = 1;
+        loop {
+            match read {
+                Ok(Some(packet)) if !packet.is_empty() => shared.send_to_peer(packet, &mut out, &mut batch),
+                Ok(Some(_)) => {
+                    tracing::info!("tun closed by the other side; waiting for a new one");
+                    tun_dead = true;
+                    break;
+                }
+                Ok(None) => shared.counters.tun_garbage(1),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "tun read failed; waiting for a new one");
+                    tun_dead = true;
+                    break;
+                }
             }
-            Ok(None) => shared.counters.tun_garbage(1),
-            Err(e) => {
-                tracing::warn!(error = %e, "tun read failed; waiting for a new one");
-                tun_dead = true;
+            if burst == TUN_BURST {
+                break;
             }
+            burst += 1;
+            read = tun.try_recv(&mut packet_buf);
         }
+        batch.flush(&shared.udp, Instant::now());
     }
 }
 
 pub(super) async fn udp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut datagram = vec![0u8; PACKET_BUFFER];
+    let fd = shared.udp.as_raw_fd();
+    if let Err(e) = gso::enable_gro(fd) {
+        tracing::debug!(error = %e, "UDP receive offload unavailable; one datagram per read");
+    }
+    let mut datagrams = vec![0u8; gso::MAX_RECV_BYTES];
     let mut out = vec![0u8; PACKET_BUFFER];
     loop {
         let received = tokio::select! {
             biased;
             _ = shutdown.changed() => return,
-            r = shared.udp.recv_from(&mut datagram) => r,
+            r = shared.udp.async_io(Interest::READABLE, || gso::recv(fd, &mut datagrams)) => r,
         };
         match received {
-            Ok((n, from)) => {
-                let Some(d) = datagram.get(..n) else { continue };
-                shared.receive(d, Source::Direct(from), &mut out);
+            Ok(r) => {
+                let Some(all) = datagrams.get(..r.len) else {
+                    continue;
+                };
+                let source = Source::Direct(r.from);
+                match r.segment {
+                    // Coalesced by the kernel: equal segments from one sender, the last may be
+                    // shorter.
+                    Some(segment) => {
+                        for d in all.chunks(segment) {
+                            shared.receive(d, source, &mut out);
+                        }
+                    }
+                    None => shared.receive(all, source, &mut out),
+                }
             }
             // ICMP errors from earlier sends surface here on Linux; they are not fatal.
             Err(e) => tracing::trace!(error = %e, "udp receive error"),
@@ -158,7 +200,8 @@ pub(super) async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receive
 
 impl Shared {
     /// An IP packet from the tun: route it to its peer and send it on the peer's active path.
-    fn send_to_peer(&self, packet: &[u8], out: &mut [u8]) {
+    /// Datagrams for a direct path join `batch`, which the caller flushes after the burst.
+    fn send_to_peer(&self, packet: &[u8], out: &mut [u8], batch: &mut SendBatch) {
         let Some((_, dst)) = packet_addrs(packet) else {
             self.counters.tun_garbage(1);
             return;
@@ -171,7 +214,29 @@ impl Shared {
         };
         peer.counters.tx_packets(1);
         peer.counters.tx_bytes(packet.len() as u64);
-        let result = peer.tunn.lock().encapsulate(packet, out);
+        let active = peer.active_path();
+        let Some(direct) = active.filter(|a| a.path.kind() == PathKind::Direct) else {
+            // Another path, or none: one datagram at a time, after what is batched.
+            batch.flush(&self.udp, Instant::now());
+            let result = peer.tunn.lock().encapsulate(packet, out);
+            self.after_encapsulate(peer, result);
+            return;
+        };
+        // boringtun needs payload + 32 bytes and never less than a handshake initiation.
+        let need = (packet.len() + 32).max(148);
+        let room = batch.room(&self.udp, peer, &direct, need);
+        let result = peer.tunn.lock().encapsulate(packet, room);
+        match result {
+            TunnResult::WriteToNetwork(d) => {
+                let n = d.len();
+                batch.commit(&self.udp, n);
+            }
+            other => self.after_encapsulate(peer, other),
+        }
+    }
+
+    /// What `encapsulate` said, when it is not a datagram for the batch.
+    fn after_encapsulate(&self, peer: &Peer, result: TunnResult<'_>) {
         match result {
             TunnResult::WriteToNetwork(d) => self.transmit(peer, d, Instant::now()),
             // Queued inside boringtun until the handshake completes.

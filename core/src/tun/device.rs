@@ -84,6 +84,14 @@ impl Tun {
         Ok(self.framing.payload(frame))
     }
 
+    /// As [`Tun::recv`], without waiting: `WouldBlock` when no frame is queued. Drains what
+    /// one wakeup found, so the reactor is asked once per burst rather than per packet.
+    pub fn try_recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<&'a [u8]>> {
+        let n = self.fd.try_io(Interest::READABLE, |fd| read(fd.raw, &mut *buf))?;
+        let frame = buf.get(..n).unwrap_or_default();
+        Ok(self.framing.payload(frame))
+    }
+
     /// Writes one IP packet without waiting: a full device drops the packet, as a kernel tun
     /// queue does. Returns whether it was written.
     pub fn try_send(&self, packet: &[u8]) -> io::Result<bool> {
