@@ -21,7 +21,7 @@ use super::{Event, Shared};
 use crate::clock::Instant;
 use crate::keys::PublicKey;
 use crate::net::packet_addrs;
-use crate::path::{Inbound, PathId, PathKind};
+use crate::path::{Inbound, PathId};
 use crate::wg::{AttachedPath, Peer, PACKET_BUFFER};
 
 /// boringtun asks for `update_timers` every 250 ms to 1 s while a peer is active; 250 ms keeps
@@ -215,7 +215,7 @@ impl Shared {
         peer.counters.tx_packets(1);
         peer.counters.tx_bytes(packet.len() as u64);
         let active = peer.active_path();
-        let Some(direct) = active.filter(|a| a.path.kind() == PathKind::Direct) else {
+        let Some(direct) = active.filter(|a| a.path.udp_endpoint().is_some()) else {
             // Another path, or none: one datagram at a time, after what is batched.
             batch.flush(&self.udp, Instant::now());
             let result = peer.tunn.lock().encapsulate(packet, out);

@@ -61,6 +61,12 @@ pub trait Path: Send + Sync + fmt::Debug {
     /// Where the datagrams go, for status and logs (an address, a relay URL).
     fn remote(&self) -> String;
     fn send(&self, datagram: &[u8]) -> Result<(), PathError>;
+
+    /// For the engine's own UDP socket only: the endpoint to send to, so the data plane can
+    /// batch datagrams for it (UDP segmentation offload). Other paths send one by one.
+    fn udp_endpoint(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
 }
 
 /// A datagram that arrived on a non-direct path, on its way to the engine's data plane.

@@ -47,6 +47,10 @@ impl Path for UdpPath {
         self.endpoint().to_string()
     }
 
+    fn udp_endpoint(&self) -> Option<SocketAddr> {
+        Some(self.endpoint())
+    }
+
     fn send(&self, datagram: &[u8]) -> Result<(), PathError> {
         let to = self.endpoint();
         match self.socket.try_send_to(datagram, to) {

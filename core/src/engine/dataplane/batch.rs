@@ -1,7 +1,6 @@
 //! One tun burst's datagrams for the direct path, sent as runs of equal size with one
 //! segmented send each (UDP GSO), in the order they were encapsulated.
 
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
@@ -96,7 +95,7 @@ impl SendBatch {
         // The direct path sends on the engine's socket to its current endpoint, read once per
         // run (roaming moves it between runs, as it moves it between datagrams).
         let endpoint = (count > 1 && self.offload)
-            .then(|| path.path.remote().parse::<SocketAddr>().ok())
+            .then(|| path.path.udp_endpoint())
             .flatten();
         let Some(endpoint) = endpoint else {
             one_by_one(&peer, &path, run, segment, now);

@@ -171,3 +171,58 @@ pub(super) fn offload_unsupported(e: &io::Error) -> bool {
         Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    /// Segments sent in one call arrive as the same datagrams, coalesced or not.
+    #[test]
+    fn segmented_send_arrives_as_the_same_datagrams() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let gro = enable_gro(rx.as_raw_fd()).is_ok();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Ten full segments of 1000 bytes and a shorter last one, each filled with its index.
+        let mut run = Vec::new();
+        for i in 0..10u8 {
+            run.extend(std::iter::repeat_n(i, 1000));
+        }
+        run.extend(std::iter::repeat_n(10u8, 300));
+        match send_segments(tx.as_raw_fd(), &run, 1000, rx.local_addr().unwrap()) {
+            Ok(()) => {}
+            Err(e) if offload_unsupported(&e) => return println!("skipping: no UDP GSO here ({e})"),
+            Err(e) => panic!("send: {e}"),
+        }
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let mut buf = vec![0u8; MAX_RECV_BYTES];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 11 {
+            assert!(
+                Instant::now() < deadline,
+                "only {} datagrams arrived (GRO {gro})",
+                got.len()
+            );
+            match recv(rx.as_raw_fd(), &mut buf) {
+                Ok(r) => {
+                    assert_eq!(r.from, tx.local_addr().unwrap());
+                    let data = &buf[..r.len];
+                    got.extend(data.chunks(r.segment.unwrap_or(r.len)).map(<[u8]>::to_vec));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        assert_eq!(got.len(), 11);
+        for (i, d) in got.iter().enumerate() {
+            let want = if i == 10 { 300 } else { 1000 };
+            assert_eq!(d.len(), want, "datagram {i}");
+            assert!(
+                d.iter().all(|b| usize::from(*b) == i),
+                "datagram {i} holds its own bytes"
+            );
+        }
+    }
+}
