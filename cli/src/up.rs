@@ -4,6 +4,7 @@ use std::path::Path;
 
 use peerlink_core::tun::TunError;
 use peerlink_core::{ConfigError, Engine, EngineError, EngineOptions, EngineSpec};
+use serde::Deserialize as _;
 
 use crate::control;
 
@@ -56,8 +57,6 @@ pub fn load(path: &str) -> Result<UpConfig, UpError> {
     })?;
     Ok(UpConfig { interface, engine })
 }
-
-use serde::Deserialize as _;
 
 pub fn run(path: &str) -> Result<(), UpError> {
     let up = load(path)?;

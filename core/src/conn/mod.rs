@@ -136,13 +136,8 @@ impl Loop {
     fn sync_peers(&mut self, now: Instant) {
         let table = self.shared.table.load();
         let own = self.shared.public_key();
-        self.peers.retain(|key, conn| {
-            let keep = table.by_key.contains_key(key);
-            if !keep {
-                conn.close_in_background();
-            }
-            keep
-        });
+        // Peers that left the configuration: their agent and relay path close, and the
+        // handshaker forgets what it held for them.
         let gone: Vec<PublicKey> = self
             .peers
             .keys()
@@ -150,6 +145,9 @@ impl Loop {
             .copied()
             .collect();
         for key in gone {
+            if let Some(mut conn) = self.peers.remove(&key) {
+                conn.close_in_background();
+            }
             self.handshaker.remove_peer(&key);
         }
         for key in table.by_key.keys() {
