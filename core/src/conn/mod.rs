@@ -7,8 +7,9 @@
 //! the network. Path priority is the data plane's: ICE P2P outranks the relay, which stays
 //! attached as the warm standby (`wg::Peer::attach` / `detach`).
 
-pub mod guard;
-mod peer;
+mod legacy_peer;
+pub(crate) mod peer;
+pub(crate) mod plane;
 mod setup;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use crate::keys::PublicKey;
 use crate::path::PathId;
 use crate::relay::{RelayEvent, RelayManager, RelayPath, RelayState};
 use crate::signal::{HandshakeEvent, Handshaker, Incoming, SignalHandle, SignalMessage, SignalState};
-use peer::PeerConn;
+use legacy_peer::PeerConn;
 
 /// Queue of signal messages waiting to be sent. A burst is an offer and a handful of
 /// candidates per peer; 1024 covers a hundred peers reconnecting at once.

@@ -32,10 +32,14 @@ pub struct IceCredentials {
 impl IceCredentials {
     /// Fresh random credentials, as NetBird makes them for each offer.
     pub fn generate() -> Self {
-        let mut rng = rand::rngs::OsRng;
+        Self::generate_with(&mut rand::rngs::OsRng)
+    }
+
+    /// Fresh random credentials from `rng` (a pure state machine's own seeded generator).
+    pub fn generate_with(rng: &mut impl Rng) -> Self {
         Self {
-            ufrag: random_letters(&mut rng, UFRAG_LEN),
-            pwd: random_letters(&mut rng, PWD_LEN),
+            ufrag: random_letters(rng, UFRAG_LEN),
+            pwd: random_letters(rng, PWD_LEN),
         }
     }
 

@@ -23,6 +23,14 @@ pub struct PathObservations {
     /// Last authenticated WireGuard packet received on this path.
     pub last_rx: Option<Instant>,
     pub last_tx: Option<Instant>,
+    /// Last authenticated WireGuard data message (keepalives count) received on this path.
+    pub last_data_rx: Option<Instant>,
+    /// Last authenticated handshake initiation or response received on this path.
+    pub last_handshake_rx: Option<Instant>,
+    /// The first send after the last authenticated receive: traffic went out, nothing came back.
+    pub tx_unanswered_since: Option<Instant>,
+    /// Handshake initiation sent → its response received, on this path.
+    pub rtt: Option<Duration>,
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub rx_bytes: u64,
@@ -47,6 +55,10 @@ impl PathStats {
         PathObservations {
             last_rx: unstamp(self.last_rx.load(Ordering::Relaxed)),
             last_tx: unstamp(self.last_tx.load(Ordering::Relaxed)),
+            last_data_rx: None,
+            last_handshake_rx: None,
+            tx_unanswered_since: None,
+            rtt: None,
             rx_packets: self.rx_packets.load(Ordering::Relaxed),
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             rx_bytes: self.rx_bytes.load(Ordering::Relaxed),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::guard::{OfferGuard, Paths};
+use super::peer::guard::{OfferGuard, Paths};
 use crate::clock::Instant;
 use crate::ice::{is_controlling, IceCredentials, IceSession, IceWorker, PathBinding};
 use crate::keys::PublicKey;

@@ -1,0 +1,775 @@
+//! One remote peer's connection, as a pure state machine (sans-IO, STYLE.md): which paths it
+//! has, which one carries traffic, whether each is alive (the watcher), and when to offer again
+//! (the guard). It owns no sockets, tasks or clocks: `handle_*` feed it inputs at `now`,
+//! [`Conn::poll_action`] drains what it wants done and [`Conn::poll_timeout`] says when to call
+//! [`Conn::handle_timeout`]. Its shell (`conn::shell`) turns I/O into inputs and actions into
+//! I/O. One owner per decision: nothing else picks the active path.
+
+pub mod guard;
+mod paths;
+mod status;
+pub mod watcher;
+
+#[cfg(test)]
+mod sim;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+
+pub use status::{ConnStatus, PathHealthStatus, Switch, SwitchReason};
+
+use self::guard::{OfferGuard, Paths as GuardPaths};
+use self::paths::{PathEntry, Paths};
+use self::watcher::{StaleReason, Watch, WatchContext};
+use super::plane::PeerObservations;
+use crate::clock::Instant;
+use crate::ice::{IceCredentials, IceState};
+use crate::keys::PublicKey;
+use crate::path::{PathId, PathKind};
+use crate::signal::{OfferAnswer, SessionId};
+
+/// Remote candidates held while no ICE session runs: a session's worth (a few per interface
+/// and server); more than that before the agent is up means something is wrong.
+const PENDING_CANDIDATES: usize = 64;
+/// Path switches kept for status: enough to read the last few minutes of a flapping network.
+const HISTORY: usize = 16;
+/// NetBird's WGWatcher floor (DESIGN 3): a handshake older than 3 min 30 s while the path is in
+/// use is stale (WireGuard rekeys every 2 min under traffic).
+const HANDSHAKE_FLOOR: Duration = Duration::from_secs(210);
+/// A path "is in use" when something was sent on it this recently: WireGuard's keepalive
+/// timeout, after which an idle peer's timers have nothing left to say.
+const IN_USE: Duration = Duration::from_secs(10);
+/// The controlled side waits out the controller's three probes (at most 3 × 2 s) plus a margin
+/// before probing itself, so that on a live path its probes never cross the controller's.
+const CONTROLLED_DEFER_PROBES: u32 = 3;
+/// A relay path that failed to open or closed is reopened after this, doubling…
+const RELAY_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// …up to NetBird's guard cap (DESIGN 4).
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Allocates path ids, engine-wide: shared with the data plane, which names the direct paths it
+/// learns by roaming from the same counter.
+#[derive(Debug, Clone, Default)]
+pub struct PathIds(Arc<AtomicU64>);
+
+impl PathIds {
+    pub fn next(&self) -> PathId {
+        PathId(self.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+/// What the engine's configuration says about this peer's connection.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    pub own: PublicKey,
+    pub peer: PublicKey,
+    /// ICE is configured.
+    pub ice: bool,
+    /// NetBird's relay is configured.
+    pub relay: bool,
+    /// The WireGuard port our offers carry.
+    pub wg_listen_port: u16,
+    /// The version string our offers carry.
+    pub version: String,
+}
+
+/// What the connection wants done, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    SendOffer(OfferAnswer),
+    SendAnswer(OfferAnswer),
+    /// Close any ICE agent of this peer and start a new one for this session.
+    StartIce(IceStart),
+    /// Give a remote candidate to the agent of session `session`.
+    AddRemoteCandidate {
+        session: PathId,
+        candidate: String,
+    },
+    /// Close the ICE agent (its path is already detached or about to be).
+    CloseIce,
+    /// Open a relay path under `id`: through our home relay (`server: None`) or the peer's.
+    OpenRelay {
+        id: PathId,
+        server: Option<String>,
+    },
+    CloseRelay {
+        id: PathId,
+    },
+    /// Attach the path object the shell holds under `id` to the data plane.
+    Attach(PathId),
+    Detach(PathId),
+    /// Make `id` the path that carries traffic (`None`: no path).
+    Activate(Option<PathId>),
+    /// Send a WireGuard handshake initiation on this path alone.
+    SendHandshake(PathId),
+    /// The active path changed: for events, logs and status.
+    Switched(Switch),
+}
+
+/// One ICE session to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceStart {
+    /// The path id the session's pair is attached under once connected.
+    pub id: PathId,
+    pub local: IceCredentials,
+    pub remote: IceCredentials,
+    pub controlling: bool,
+    /// Gather TURN candidates (NetBird's relay is not usable between the two).
+    pub use_turn: bool,
+}
+
+#[derive(Debug, Clone)]
+struct IceSession {
+    id: PathId,
+    local: IceCredentials,
+    remote: IceCredentials,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RelaySlot {
+    Idle,
+    Opening(PathId),
+    Open(PathId),
+}
+
+pub struct Conn {
+    config: ConnConfig,
+    /// Greater base64 key: ICE controlling agent, picks its own relay server, WireGuard
+    /// initiator and first prober.
+    controlling: bool,
+    rng: StdRng,
+    ids: PathIds,
+    guard: OfferGuard,
+    online: bool,
+    local: IceCredentials,
+    session_id: SessionId,
+    remote_ice: Option<IceCredentials>,
+    /// The relay instance the peer advertised last; the relay path waits for it.
+    remote_relay: Option<String>,
+    /// Our home relay's instance URL, as our offers carry it.
+    home_relay: Option<String>,
+    /// What our last offer or answer carried (relay URL, ICE credentials): a change goes out
+    /// in a fresh offer.
+    sent: Option<(Option<String>, Option<IceCredentials>)>,
+    heard_from: bool,
+    ice: Option<IceSession>,
+    /// The ICE session's path once its pair is selected.
+    ice_path: Option<PathId>,
+    pending_candidates: Vec<String>,
+    relay: RelaySlot,
+    relay_retry: Option<Instant>,
+    relay_failures: u32,
+    paths: Paths,
+    active: Option<PathId>,
+    /// Time since the last handshake as the data plane reported it, and when.
+    handshake: Option<(Instant, Option<Duration>)>,
+    actions: VecDeque<Action>,
+    history: VecDeque<Switch>,
+}
+
+impl Conn {
+    /// A connection that offers at once. `rng` is its only source of randomness (credentials,
+    /// session ids, jitter); `ids` names its ICE and relay paths.
+    pub fn new(config: ConnConfig, now: Instant, mut rng: StdRng, ids: PathIds) -> Self {
+        let controlling = crate::ice::is_controlling(&config.own, &config.peer);
+        let guard = OfferGuard::new(now, &mut rng);
+        let local = IceCredentials::generate_with(&mut rng);
+        let session_id = SessionId::generate(&mut rng);
+        Self {
+            config,
+            controlling,
+            rng,
+            ids,
+            guard,
+            online: true,
+            local,
+            session_id,
+            remote_ice: None,
+            remote_relay: None,
+            home_relay: None,
+            sent: None,
+            heard_from: false,
+            ice: None,
+            ice_path: None,
+            pending_candidates: Vec::new(),
+            relay: RelaySlot::Idle,
+            relay_retry: None,
+            relay_failures: 0,
+            paths: Paths::default(),
+            active: None,
+            handshake: None,
+            actions: VecDeque::new(),
+            history: VecDeque::new(),
+        }
+    }
+
+    pub fn is_controlling(&self) -> bool {
+        self.controlling
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Conn::handle_timeout`] (after fresh observations) should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut earliest = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if self.online {
+            earliest(self.guard.poll_timeout());
+            earliest(self.relay_retry);
+        }
+        for p in self.paths.iter() {
+            earliest(
+                p.watcher
+                    .poll_timeout(&p.observed, self.watch_context(p.id, &p.watcher)),
+            );
+            earliest(p.proving.map(|(_, due)| due));
+        }
+        next
+    }
+
+    /// Whether the active path sent something within WireGuard's keepalive timeout: the shell
+    /// then observes often, otherwise rarely.
+    pub fn is_busy(&self, now: Instant) -> bool {
+        self.active
+            .and_then(|id| self.paths.get(id))
+            .and_then(|p| p.observed.last_tx)
+            .is_some_and(|t| now.saturating_duration_since(t) < IN_USE)
+    }
+
+    /// Our offer or answer as it stands.
+    pub fn local_description(&self) -> OfferAnswer {
+        OfferAnswer {
+            ice: self.config.ice.then(|| self.local.clone()),
+            wg_listen_port: self.config.wg_listen_port,
+            version: self.config.version.clone(),
+            relay_server_address: self.home_relay.clone(),
+            relay_server_ip: None,
+            session_id: Some(self.session_id),
+        }
+    }
+
+    /// An offer (`is_offer`) or answer from the peer.
+    pub fn handle_remote_description(&mut self, now: Instant, desc: OfferAnswer, is_offer: bool) {
+        self.heard_from = true;
+        if let Some(relay) = desc.relay_server_address {
+            if self.remote_relay.as_ref() != Some(&relay) {
+                let moved = self.remote_relay.is_some();
+                self.remote_relay = Some(relay);
+                if moved && !self.controlling {
+                    // We open through the peer's relay: it moved, so our path follows.
+                    self.drop_relay(now, SwitchReason::RemoteRestarted);
+                }
+            }
+        }
+        if let Some(remote) = desc.ice.filter(|c| c.is_valid()) {
+            let restarted = self.ice.as_ref().is_some_and(|s| s.remote != remote);
+            if restarted {
+                // The peer restarted ICE: our session is over (its pair too) and traffic falls
+                // back now, not when the new session connects; fresh credentials answer it.
+                self.end_ice(now, SwitchReason::RemoteRestarted);
+            }
+            self.remote_ice = Some(remote);
+        }
+        if is_offer {
+            let answer = self.local_description();
+            self.sent = Some((answer.relay_server_address.clone(), answer.ice.clone()));
+            self.actions.push_back(Action::SendAnswer(answer));
+        }
+        self.maybe_start_ice();
+        self.maybe_open_relay(now);
+    }
+
+    pub fn handle_remote_candidate(&mut self, candidate: String) {
+        match &self.ice {
+            Some(session) => self.actions.push_back(Action::AddRemoteCandidate {
+                session: session.id,
+                candidate,
+            }),
+            None if self.pending_candidates.len() < PENDING_CANDIDATES => {
+                self.pending_candidates.push(candidate)
+            }
+            None => {}
+        }
+    }
+
+    /// The agent of session `id` could not start.
+    pub fn handle_ice_start_failed(&mut self, now: Instant, id: PathId) {
+        if self.ice.as_ref().is_some_and(|s| s.id == id) {
+            self.ice = None;
+            self.guard.on_event(now);
+        }
+    }
+
+    /// ICE of session `id` selected a pair of `kind`: the shell holds its path under `id`.
+    pub fn handle_ice_connected(&mut self, now: Instant, id: PathId, kind: PathKind) {
+        if self.ice.as_ref().is_none_or(|s| s.id != id) {
+            // A session we already left: its path must not serve.
+            return;
+        }
+        self.ice_path = Some(id);
+        self.paths.insert(PathEntry::new(id, kind, now));
+        self.actions.push_back(Action::Attach(id));
+        self.start_proving(now, id);
+        self.reselect(now, SwitchReason::Better);
+    }
+
+    pub fn handle_ice_state(&mut self, now: Instant, id: PathId, state: IceState) {
+        if self.ice.as_ref().is_none_or(|s| s.id != id) {
+            return;
+        }
+        match state {
+            IceState::Checking => {}
+            IceState::Connected => {
+                // Back from Disconnected on the same pair: usable again once it proves itself.
+                if let Some(p) = self.paths.get_mut(id).filter(|p| !p.up) {
+                    p.up = true;
+                    p.proven = false;
+                    p.since = now;
+                    self.start_proving(now, id);
+                }
+            }
+            IceState::Disconnected => {
+                if let Some(p) = self.paths.get_mut(id) {
+                    p.up = false;
+                    p.proving = None;
+                }
+                self.reselect(now, SwitchReason::Lost("ICE disconnected"));
+            }
+            IceState::Failed | IceState::Closed => {
+                self.end_ice(now, SwitchReason::Lost("ICE failed"));
+                self.guard.on_event(now);
+            }
+        }
+    }
+
+    pub fn handle_relay_opened(&mut self, now: Instant, id: PathId) {
+        if self.relay != RelaySlot::Opening(id) {
+            self.actions.push_back(Action::CloseRelay { id });
+            return;
+        }
+        self.relay = RelaySlot::Open(id);
+        self.paths.insert(PathEntry::new(id, PathKind::Relay, now));
+        self.actions.push_back(Action::Attach(id));
+        self.start_proving(now, id);
+        self.reselect(now, SwitchReason::Better);
+    }
+
+    pub fn handle_relay_failed(&mut self, now: Instant, id: PathId) {
+        if self.relay == RelaySlot::Opening(id) {
+            self.relay = RelaySlot::Idle;
+            self.schedule_relay_retry(now);
+        }
+    }
+
+    pub fn handle_relay_closed(&mut self, now: Instant, id: PathId) {
+        if self.relay != RelaySlot::Open(id) {
+            return;
+        }
+        self.relay = RelaySlot::Idle;
+        self.remove_path(now, id, SwitchReason::Lost("relay path closed"));
+        self.schedule_relay_retry(now);
+    }
+
+    /// Our home relay's instance URL (`None`: not connected). Peers learn a change from a fresh
+    /// offer, and relay paths wait for a connection.
+    pub fn handle_home_relay(&mut self, now: Instant, url: Option<String>) {
+        if self.home_relay == url {
+            return;
+        }
+        self.home_relay = url;
+        if self.home_relay.is_some() && self.relay == RelaySlot::Idle {
+            self.relay_retry = None;
+            self.maybe_open_relay(now);
+        }
+        self.offer_if_changed();
+    }
+
+    pub fn handle_signal_connected(&mut self, now: Instant) {
+        // Offers sent while the server was away were lost.
+        if !self.ice_carries_traffic() {
+            self.guard.on_event(now);
+        }
+    }
+
+    /// The platform's word on the network. Back online after a change, ICE gathers anew (its
+    /// candidates belong to the old network) while the relay carries traffic.
+    pub fn handle_network(&mut self, now: Instant, online: bool) {
+        self.online = online;
+        if !online {
+            return;
+        }
+        self.end_ice(now, SwitchReason::NetworkChanged);
+        self.guard.on_network_change(now);
+    }
+
+    /// The data plane's newest observations of this peer.
+    pub fn handle_observations(&mut self, now: Instant, obs: &PeerObservations) {
+        self.handshake = Some((now, obs.since_handshake));
+        for seen in &obs.paths {
+            if self.paths.get(seen.id).is_none() {
+                // A path the data plane made (a direct endpoint learned by roaming) or the app
+                // attached: already attached, judged like any other.
+                self.paths.insert(PathEntry::new(seen.id, seen.kind, now));
+            }
+        }
+        let mut verdicts = Vec::new();
+        let mut probes = Vec::new();
+        let ids = self.paths.ids();
+        for id in ids {
+            let Some(seen) = obs.paths.iter().find(|s| s.id == id) else {
+                continue;
+            };
+            let ctx = {
+                let Some(p) = self.paths.get(id) else { continue };
+                self.watch_context(id, &p.watcher)
+            };
+            let Some(p) = self.paths.get_mut(id) else { continue };
+            p.observed = seen.observations;
+            if p.observed.last_rx.is_some_and(|t| t >= p.since) && !p.proven {
+                p.proven = true;
+                p.proving = None;
+                if p.kind == PathKind::Relay {
+                    self.relay_failures = 0;
+                }
+            }
+            if p.kind == PathKind::Direct && p.is_stale() && p.observed.last_rx.is_some_and(|t| t > p.since) {
+                // A direct endpoint has no session to replace: fresh proof restores it.
+                p.watcher = watcher::Watcher::new();
+                p.since = now;
+            }
+            match p.watcher.update(now, &p.observed, ctx) {
+                Some(Watch::Probe) => probes.push(id),
+                Some(Watch::Verdict(reason)) => verdicts.push((id, reason)),
+                None => {}
+            }
+        }
+        self.floor_check(now, obs.since_handshake, &mut verdicts);
+        for id in probes {
+            self.actions.push_back(Action::SendHandshake(id));
+        }
+        for (id, reason) in verdicts {
+            self.on_stale(now, id, reason);
+        }
+        self.reselect(now, SwitchReason::Better);
+        if self.ice_carries_traffic() {
+            self.guard.on_connected();
+        }
+    }
+
+    /// Deadlines: the guard's offers, the relay's retry, probes that prove new paths.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.online {
+            return;
+        }
+        if self.relay_retry.is_some_and(|t| now >= t) {
+            self.relay_retry = None;
+            self.maybe_open_relay(now);
+        }
+        self.proving_timeouts(now);
+        let paths = self.guard_paths();
+        if self.guard.poll_offer(now, paths, &mut self.rng) {
+            self.send_offer();
+        }
+    }
+
+    /// The peer leaves: close everything.
+    pub fn close(&mut self) {
+        if self.ice.take().is_some() {
+            self.actions.push_back(Action::CloseIce);
+        }
+        if let RelaySlot::Opening(id) | RelaySlot::Open(id) = self.relay {
+            self.actions.push_back(Action::CloseRelay { id });
+        }
+        self.relay = RelaySlot::Idle;
+        for id in self.paths.ids() {
+            self.actions.push_back(Action::Detach(id));
+        }
+        self.paths = Paths::default();
+        self.active = None;
+    }
+
+    pub fn status(&self, now: Instant) -> ConnStatus {
+        status::build(self, now)
+    }
+
+    fn watch_context(&self, id: PathId, w: &watcher::Watcher) -> WatchContext {
+        let defer = if self.controlling {
+            Duration::ZERO
+        } else {
+            w.probe_deadline() * CONTROLLED_DEFER_PROBES
+        };
+        WatchContext {
+            // Offline, silence is the platform's doing, not the path's: nothing is judged.
+            active: self.active == Some(id) && self.online,
+            may_probe: self.online,
+            defer,
+        }
+    }
+
+    /// NetBird's rule as a floor: a handshake older than 3 min 30 s on a path in use.
+    fn floor_check(
+        &mut self,
+        now: Instant,
+        since: Option<Duration>,
+        verdicts: &mut Vec<(PathId, StaleReason)>,
+    ) {
+        let (Some(age), Some(id), true) = (since, self.active, self.online) else {
+            return;
+        };
+        let Some(p) = self.paths.get_mut(id) else { return };
+        let in_use = p
+            .observed
+            .last_tx
+            .is_some_and(|t| now.saturating_duration_since(t) < IN_USE);
+        if age > HANDSHAKE_FLOOR && in_use && !p.is_stale() && verdicts.iter().all(|(v, _)| *v != id) {
+            let reason = StaleReason::HandshakeTooOld { age };
+            p.watcher.condemn(reason);
+            verdicts.push((id, reason));
+        }
+    }
+
+    /// A path failed the watcher: traffic moves now, and the path is replaced (DESIGN 3).
+    fn on_stale(&mut self, now: Instant, id: PathId, reason: StaleReason) {
+        let Some(kind) = self.paths.get(id).map(|p| p.kind) else {
+            return;
+        };
+        let was_active = self.active == Some(id);
+        tracing::info!(peer = %self.config.peer, path = %kind, %reason, "path stale");
+        self.reselect(now, SwitchReason::Stale(reason));
+        match kind {
+            PathKind::IceP2p | PathKind::IceTurn if was_active => {
+                // A new session with fresh credentials, announced at once so that the peer
+                // falls back too instead of waiting for its own watcher.
+                self.end_ice(now, SwitchReason::Stale(reason));
+                self.offer_if_changed();
+            }
+            PathKind::IceP2p | PathKind::IceTurn => {
+                // A new session that never carried traffic: the guard paces the retries.
+                self.end_ice(now, SwitchReason::Stale(reason));
+                self.guard.on_event(now);
+            }
+            PathKind::Relay => self.drop_relay(now, SwitchReason::Stale(reason)),
+            // Kept as the last resort; fresh proof (roaming) restores it.
+            PathKind::Direct => {}
+        }
+    }
+
+    /// Ends the ICE session: its path goes, and the next offer carries fresh credentials.
+    fn end_ice(&mut self, now: Instant, why: SwitchReason) {
+        if self.ice.take().is_none() {
+            return;
+        }
+        self.actions.push_back(Action::CloseIce);
+        if let Some(id) = self.ice_path.take() {
+            self.remove_path(now, id, why);
+        }
+        self.local = IceCredentials::generate_with(&mut self.rng);
+        self.session_id = SessionId::generate(&mut self.rng);
+    }
+
+    /// Closes the relay path; a new one opens after the relay's retry wait.
+    fn drop_relay(&mut self, now: Instant, why: SwitchReason) {
+        if let RelaySlot::Open(id) | RelaySlot::Opening(id) = self.relay {
+            self.relay = RelaySlot::Idle;
+            self.remove_path(now, id, why);
+            self.actions.push_back(Action::CloseRelay { id });
+        }
+        self.schedule_relay_retry(now);
+    }
+
+    fn remove_path(&mut self, now: Instant, id: PathId, why: SwitchReason) {
+        if let Some(p) = self.paths.get_mut(id) {
+            // Out of the running first, so that traffic moves before the path goes.
+            p.up = false;
+        }
+        self.reselect(now, why);
+        if self.paths.remove(id).is_some() {
+            self.actions.push_back(Action::Detach(id));
+        }
+        if self.active == Some(id) {
+            self.active = None;
+        }
+    }
+
+    /// Starts the ICE session when both sides' credentials are known and none runs for them.
+    fn maybe_start_ice(&mut self) {
+        let (true, Some(remote)) = (self.config.ice, self.remote_ice.clone()) else {
+            return;
+        };
+        let same = self
+            .ice
+            .as_ref()
+            .is_some_and(|s| s.local == self.local && s.remote == remote);
+        if same || !self.online {
+            return;
+        }
+        let id = self.ids.next();
+        // TURN only when NetBird's relay cannot carry traffic between the two (DESIGN 7).
+        let use_turn = !(self.config.relay && self.home_relay.is_some() && self.remote_relay.is_some());
+        self.ice = Some(IceSession {
+            id,
+            local: self.local.clone(),
+            remote: remote.clone(),
+        });
+        self.actions.push_back(Action::StartIce(IceStart {
+            id,
+            local: self.local.clone(),
+            remote,
+            controlling: self.controlling,
+            use_turn,
+        }));
+        for candidate in std::mem::take(&mut self.pending_candidates) {
+            self.actions.push_back(Action::AddRemoteCandidate {
+                session: id,
+                candidate,
+            });
+        }
+    }
+
+    /// Opens the relay path once the peer advertised a relay (before that it has no relay
+    /// session to us, and whatever we sent there would be lost).
+    fn maybe_open_relay(&mut self, now: Instant) {
+        if !self.config.relay || self.relay != RelaySlot::Idle || !self.online {
+            return;
+        }
+        if self.remote_relay.is_none() || self.relay_retry.is_some_and(|t| now < t) {
+            return;
+        }
+        let server = if self.controlling {
+            if self.home_relay.is_none() {
+                return;
+            }
+            None
+        } else {
+            self.remote_relay.clone()
+        };
+        let id = self.ids.next();
+        self.relay = RelaySlot::Opening(id);
+        self.actions.push_back(Action::OpenRelay { id, server });
+    }
+
+    fn schedule_relay_retry(&mut self, now: Instant) {
+        let wait = RELAY_RETRY_FIRST
+            .saturating_mul(1 << self.relay_failures.min(5))
+            .min(RELAY_RETRY_MAX);
+        self.relay_failures = self.relay_failures.saturating_add(1);
+        self.relay_retry = Some(now + wait);
+    }
+
+    /// The controller proves a path that does not carry traffic yet with a handshake on it;
+    /// the controlled side waits for the controller's (so initiations never cross).
+    fn start_proving(&mut self, now: Instant, id: PathId) {
+        if !self.controlling || !self.online {
+            return;
+        }
+        let Some(p) = self.paths.get_mut(id) else { return };
+        if p.proven {
+            return;
+        }
+        p.proving = Some((1, now + p.watcher.probe_deadline()));
+        self.actions.push_back(Action::SendHandshake(id));
+    }
+
+    fn proving_timeouts(&mut self, now: Instant) {
+        let mut condemned = Vec::new();
+        for p in self.paths.iter_mut() {
+            let Some((sent, due)) = p.proving else { continue };
+            if now < due || p.proven {
+                continue;
+            }
+            if sent >= watcher::PROBES {
+                p.proving = None;
+                let reason = StaleReason::NoAnswer {
+                    probes: sent,
+                    waited: now.saturating_duration_since(p.since),
+                };
+                p.watcher.condemn(reason);
+                condemned.push((p.id, reason));
+                continue;
+            }
+            p.proving = Some((sent + 1, now + p.watcher.probe_deadline()));
+            self.actions.push_back(Action::SendHandshake(p.id));
+        }
+        for (id, reason) in condemned {
+            self.on_stale(now, id, reason);
+        }
+    }
+
+    /// Puts the best path in charge (`Paths::select`), and tells the data plane.
+    fn reselect(&mut self, now: Instant, why: SwitchReason) {
+        let next = self.paths.select(self.active);
+        if next == self.active {
+            return;
+        }
+        let kind_of = |id: Option<PathId>, paths: &Paths| id.and_then(|id| paths.get(id)).map(|p| p.kind);
+        let switch = Switch {
+            at: now,
+            from: kind_of(self.active, &self.paths),
+            to: kind_of(next, &self.paths),
+            reason: if self.active.is_none() {
+                SwitchReason::FirstPath
+            } else {
+                why
+            },
+        };
+        self.active = next;
+        self.actions.push_back(Action::Activate(next));
+        // A handshake that went out on the old path (or nowhere) goes again on the new one at
+        // once, rather than after WireGuard's 5 s retry; only the initiator sends it.
+        let no_session = self.handshake.is_none_or(|(_, since)| since.is_none());
+        if let (Some(id), true, true) = (next, no_session, self.controlling && self.online) {
+            let proving = self.paths.get(id).is_some_and(|p| p.proving.is_some());
+            if !proving {
+                self.actions.push_back(Action::SendHandshake(id));
+            }
+        }
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(switch.clone());
+        self.actions.push_back(Action::Switched(switch));
+    }
+
+    fn ice_carries_traffic(&self) -> bool {
+        self.active
+            .and_then(|id| self.paths.get(id))
+            .is_some_and(|p| matches!(p.kind, PathKind::IceP2p | PathKind::IceTurn) && p.proven)
+    }
+
+    fn guard_paths(&self) -> GuardPaths {
+        let relay_up = self.paths.iter().any(|p| p.kind == PathKind::Relay && p.usable());
+        GuardPaths {
+            relay_up,
+            ice_up: self.ice_carries_traffic() || (!self.config.ice && relay_up),
+        }
+    }
+
+    fn send_offer(&mut self) {
+        let offer = self.local_description();
+        self.sent = Some((offer.relay_server_address.clone(), offer.ice.clone()));
+        self.actions.push_back(Action::SendOffer(offer));
+    }
+
+    /// What our offers carry changed since the last one: the peer hears it now (a NetBird peer
+    /// opens no relay path to a peer whose offer named no relay).
+    fn offer_if_changed(&mut self) {
+        let Some((relay, ice)) = &self.sent else {
+            return;
+        };
+        let local = self.local_description();
+        if (relay, ice) != (&local.relay_server_address, &local.ice) && self.online {
+            self.send_offer();
+        }
+    }
+}
