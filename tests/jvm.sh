@@ -27,6 +27,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+source "$root/tests/lab/skip.sh"
+for tool in java mvn python3; do
+  command -v "$tool" >/dev/null || { skip_or_fail jvm "$tool missing (install a JDK, Maven and Python 3)" || exit 1; exit 0; }
+done
+
 jvm=$root/tests/jvm
 generated=$jvm/target/generated/kotlin
 rm -rf "$generated"
@@ -36,13 +41,25 @@ cd "$jvm"
 rm -rf "$jvm/target/surefire-reports"
 status=0
 mvn -q -B test -Djna.library.path="$CARGO_TARGET_DIR/$profile" "${mvn_args[@]}" || status=$?
-# -q hides surefire's summary; print one from its reports.
+# -q hides surefire's summary; print one from its reports, and a "SKIP: jvm::Class.test: why"
+# line per skipped test (appended to $PEERLINK_SKIP_LOG too when set) for tests/run.sh.
 python3 - "$jvm/target/surefire-reports" <<'PY' || true
-import glob, sys, xml.etree.ElementTree as ET
+import glob, os, sys, xml.etree.ElementTree as ET
 t = f = e = s = 0
+skips = []
 for path in glob.glob(sys.argv[1] + "/TEST-*.xml"):
     r = ET.parse(path).getroot()
     t += int(r.get("tests", 0)); f += int(r.get("failures", 0)); e += int(r.get("errors", 0)); s += int(r.get("skipped", 0))
+    for case in r.iter("testcase"):
+        skipped = case.find("skipped")
+        if skipped is not None:
+            why = " ".join((skipped.get("message") or "skipped").split())
+            skips.append(f"SKIP: jvm::{case.get('classname')}.{case.get('name')}: {why}")
+for line in skips:
+    print(line)
+if skips and os.environ.get("PEERLINK_SKIP_LOG"):
+    with open(os.environ["PEERLINK_SKIP_LOG"], "a") as log:
+        log.write("".join(line + "\n" for line in skips))
 print(f"jvm: {t - f - e - s} passed, {f + e} failed, {s} skipped")
 PY
 [ "$status" = 0 ] || exit "$status"

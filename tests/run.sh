@@ -7,36 +7,25 @@
 #      (tests/jvm.sh --android-typecheck), when Java and Maven are present,
 #   5. the mobile checks (tests/mobile-checks.sh): committed Swift bindings current, clippy for
 #      aarch64-linux-android.
-# Ends with one line "all: N passed, N failed, N skipped"; exits non-zero if anything failed.
+# Ends with one line "all: N passed, N failed, N skipped (skipped: NAME, ...)" naming every test
+# or suite that could not run here; exits non-zero if anything failed. With CI=true a missing lab
+# tool (or root) is a failure, not a skip.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/peerlink-tests.XXXXXX")
-passed=0 failed=0 skipped=0
-failures=()
+source tests/lab/skip.sh
+# Each step runs with PEERLINK_SKIP_LOG=$log_dir/STEP.skips: every test of it that cannot run
+# appends "SKIP: NAME: REASON" there, and tally counts and names them.
+source tests/tally.sh
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# record NAME STATUS: a whole step that has no counts of its own.
-record() {
-    if [[ $2 -eq 0 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$1"); fi
-}
-
-# add_counts LOG NAME STATUS: add "N passed, N failed" lines (cargo's and the lab's) from LOG.
-add_counts() {
-    local log=$1 name=$2 status=$3 p f s
-    p=$(grep -oE '(ok\.|FAILED\.) [0-9]+ passed' "$log" | awk '{s+=$2} END {print s+0}')
-    f=$(grep -oE '[0-9]+ passed; [0-9]+ failed' "$log" | awk '{s+=$3} END {print s+0}')
-    s=$(grep -cE '^skip(ping)?:' "$log")
-    if [[ $p -eq 0 && $f -eq 0 ]]; then
-        p=$(grep -oE '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
-        f=$(grep -oE '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' "$log" | awk '{s+=$4} END {print s+0}')
-    fi
-    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
-    if [[ $status -ne 0 ]]; then
-        failures+=("$name")
-        [[ $f -eq 0 ]] && failed=$((failed + 1))
-    fi
+# run_skip NAME REASON: a step of this script cannot run (a failure in CI, see skip_or_fail).
+run_skip() {
+    local log=$log_dir/$1.log
+    PEERLINK_SKIP_LOG=$log_dir/$1.skips skip_or_fail "$1" "$2" | tee "$log"
+    tally "$log" "$1" "${PIPESTATUS[0]}" "$log_dir/$1.skips"
 }
 
 step "packages"
@@ -55,8 +44,7 @@ if ((${#need[@]})); then
         apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
         record "apt-get install" $?
     else
-        echo "skip: cannot install ${need[*]} (not root); suites that need them will skip"
-        skipped=$((skipped + 1))
+        run_skip packages "cannot install ${need[*]} (not root); suites that need them will skip"
     fi
 fi
 
@@ -65,8 +53,7 @@ if command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]]; then
     PATH=$PATH:/usr/local/go/bin bash tests/lab/build-tools.sh
     record "build-tools" $?
 else
-    echo "skip: no Go toolchain; suites against NetBird's servers and wireguard-go will skip"
-    skipped=$((skipped + 1))
+    run_skip build-tools "no Go toolchain; suites against NetBird's servers and wireguard-go will skip"
 fi
 
 step "rustfmt"
@@ -77,9 +64,15 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 record "cargo clippy" $?
 
+step "test counting (tests/tally.sh)"
+bash tests/tally_test.sh
+record "tally_test" $?
+
 step "cargo test"
-cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log_dir/cargo-test.log"
-add_counts "$log_dir/cargo-test.log" "cargo test" "${PIPESTATUS[0]}"
+PEERLINK_SKIP_LOG=$log_dir/cargo-test.skips cargo test --workspace --locked --no-fail-fast 2>&1 |
+    tee "$log_dir/cargo-test.log"
+tally "$log_dir/cargo-test.log" "cargo test" "${PIPESTATUS[0]}" "$log_dir/cargo-test.skips"
+[[ -s $log_dir/cargo-test.skips ]] && cat "$log_dir/cargo-test.skips"
 
 step "lab suites (network namespaces)"
 cargo build --release --locked -p peerlink-cli
@@ -87,22 +80,14 @@ record "release build" $?
 for suite in tests/lab/netns_*.sh; do
     name=$(basename "$suite" .sh)
     step "lab: $name"
-    timeout 600 bash "$suite" 2>&1 | tee "$log_dir/$name.log"
-    add_counts "$log_dir/$name.log" "$name" "${PIPESTATUS[0]}"
+    PEERLINK_SKIP_LOG=$log_dir/$name.skips timeout 600 bash "$suite" 2>&1 | tee "$log_dir/$name.log"
+    tally "$log_dir/$name.log" "$name" "${PIPESTATUS[0]}" "$log_dir/$name.skips"
 done
 
 if [[ -x tests/jvm.sh ]]; then
     step "JVM tests of the Kotlin layer, Android classes type-checked"
-    bash tests/jvm.sh --android-typecheck 2>&1 | tee "$log_dir/jvm.log"
-    status=${PIPESTATUS[0]}
-    p=$(grep -oE 'Tests run: [0-9]+, Failures: [0-9]+, Errors: [0-9]+, Skipped: [0-9]+$' "$log_dir/jvm.log" | tail -n 1)
-    if [[ -n $p ]]; then
-        read -r run fails errs skips < <(echo "$p" | grep -oE '[0-9]+' | tr '\n' ' ')
-        passed=$((passed + run - fails - errs - skips)) failed=$((failed + fails + errs)) skipped=$((skipped + skips))
-        [[ $status -ne 0 ]] && failures+=("jvm")
-    else
-        record "jvm" "$status"
-    fi
+    PEERLINK_SKIP_LOG=$log_dir/jvm.skips bash tests/jvm.sh --android-typecheck 2>&1 | tee "$log_dir/jvm.log"
+    tally "$log_dir/jvm.log" "jvm" "${PIPESTATUS[0]}" "$log_dir/jvm.skips"
 fi
 
 step "mobile checks (Swift bindings current, aarch64-linux-android clippy)"
@@ -111,5 +96,5 @@ record "mobile-checks" "${PIPESTATUS[0]}"
 
 echo
 ((${#failures[@]})) && echo "failed steps: ${failures[*]} (logs in $log_dir)"
-echo "all: $passed passed, $failed failed, $skipped skipped"
+summary
 [[ $failed -eq 0 && ${#failures[@]} -eq 0 ]]

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::lab::{isolate_network, lab_tool};
+use common::lab::{isolate_network, require_tool, skip};
 use common::{peer, spec, Node};
 use peerlink_core::packet::{icmp_echo_request, parse_echo};
 use peerlink_core::path::PathKind;
@@ -121,13 +121,12 @@ async fn ping_until_through(a: &Node, b: &Node) -> Duration {
 
 #[test]
 fn engines_renegotiate_through_a_restarted_netbird_signal_server() {
-    let Some(bin) = lab_tool("nb-signal", "PEERLINK_NB_SIGNAL") else {
-        println!("skipping: nb-signal not built (run tests/lab/build-tools.sh)");
+    let Some(bin) = require_tool("nb-signal", "PEERLINK_NB_SIGNAL") else {
         return;
     };
     if let Err(why) = isolate_network() {
         // Port 10000 on the host's loopback may be taken by other tests; only run isolated.
-        println!("skipping: needs a private network namespace (root): {why}");
+        skip(&format!("needs a private network namespace (root): {why}"));
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -2,6 +2,7 @@
 //! survives input NetBird's server would never send.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
+mod common;
 mod relay_support;
 
 use std::time::Duration;

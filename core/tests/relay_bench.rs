@@ -4,6 +4,7 @@
 //! `cargo test -p peerlink-core --release --test relay_bench -- --ignored --nocapture --test-threads 1`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
+mod common;
 mod relay_support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -53,7 +54,7 @@ const PINGS: usize = 2000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with --ignored --nocapture in release"]
 async fn relay_vs_udp_throughput_and_rtt() {
-    let Some(relay) = NbRelay::start("bench") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let a = peer(&relay.url()).await;
@@ -182,7 +183,7 @@ async fn relay_vs_udp_throughput_and_rtt() {
 #[ignore = "benchmark: run with --ignored --nocapture in release"]
 async fn memory_per_connection_and_per_relayed_peer() {
     const PEERS: usize = 200;
-    let Some(relay) = NbRelay::start("bench_memory") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let mut spokes = Vec::with_capacity(PEERS);

@@ -2,6 +2,7 @@
 //! relay server. An IP packet written to one tun comes out of the other.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
+mod common;
 mod relay_support;
 
 use std::net::Ipv4Addr;
@@ -49,7 +50,7 @@ fn node(key: PrivateKey, n: u8, peer: &PrivateKey, peer_n: u8) -> Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ip_packet_crosses_wireguard_over_the_real_relay_both_ways() {
     init_tracing();
-    let Some(relay) = NbRelay::start("engine_over_relay") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());

@@ -1,5 +1,5 @@
 //! peerlink's relay client against NetBird's own relay server (and NetBird's Go relay client),
-//! all on loopback. Skipped, with the reason printed, when the NetBird binaries are not built.
+//! all on loopback. Skipped (`common::lab::skip`) when the NetBird binaries are not built.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // test code: a panic is a failure report
 
 mod common;
@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::lab::require_tool;
 use common::pki::TestPki;
 use peerlink_core::conn::ConnSetup;
 use peerlink_core::path::{Path, PathError, PathId};
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_exchange_transport_both_ways_up_to_1400_bytes() {
     init_tracing();
-    let Some(relay) = NbRelay::start("two_clients_exchange") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let mut a = peer(&relay.url()).await;
@@ -64,7 +65,7 @@ async fn two_clients_exchange_transport_both_ways_up_to_1400_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_is_delivered_in_order_and_the_queue_reports_congestion() {
     init_tracing();
-    let Some(relay) = NbRelay::start("burst") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let a = peer(&relay.url()).await;
@@ -92,7 +93,7 @@ async fn a_burst_is_delivered_in_order_and_the_queue_reports_congestion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_packet_sent_before_the_receiver_opens_is_held_and_delivered() {
     init_tracing();
-    let Some(relay) = NbRelay::start("held_packet") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let a = peer(&relay.url()).await;
@@ -112,7 +113,7 @@ async fn a_packet_sent_before_the_receiver_opens_is_held_and_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_an_absent_peer_times_out_with_a_typed_error() {
     init_tracing();
-    let Some(relay) = NbRelay::start("absent_peer") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let mut options = ClientOptions::new(PrivateKey::generate().public_key(), token());
@@ -148,7 +149,7 @@ async fn opening_an_absent_peer_times_out_with_a_typed_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_going_offline_closes_its_path_and_is_reported() {
     init_tracing();
-    let Some(relay) = NbRelay::start("peer_offline") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let mut a = peer(&relay.url()).await;
@@ -190,7 +191,7 @@ async fn a_peer_going_offline_closes_its_path_and_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrongly_signed_token_is_refused_with_a_typed_error() {
     init_tracing();
-    let Some(relay) = NbRelay::start("bad_signature") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let token = RelayToken::mint("not-the-relay-secret", relay_token_expiry(3600));
@@ -208,7 +209,7 @@ async fn a_wrongly_signed_token_is_refused_with_a_typed_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_refused_with_a_typed_error() {
     init_tracing();
-    let Some(relay) = NbRelay::start("expired") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let token = RelayToken::mint(SECRET, relay_token_expiry(0) - 60);
@@ -225,7 +226,7 @@ async fn an_expired_token_is_refused_with_a_typed_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_does_not_storm_and_a_new_token_connects_at_once() {
     init_tracing();
-    let Some(relay) = NbRelay::start("no_storm") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let protector = Arc::new(CountingProtector::default());
@@ -280,7 +281,7 @@ async fn a_refused_token_does_not_storm_and_a_new_token_connects_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_killed_and_restarted_paths_close_and_managers_reconnect() {
     init_tracing();
-    let Some(mut relay) = NbRelay::start("killed_restarted") else {
+    let Some(mut relay) = NbRelay::start() else {
         return;
     };
     let (ka, kb) = (
@@ -380,10 +381,10 @@ async fn relay_killed_and_restarted_paths_close_and_managers_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_relay_carries_a_peer_and_closes_when_unused() {
     init_tracing();
-    let Some(home_a) = NbRelay::start("foreign") else {
+    let Some(home_a) = NbRelay::start() else {
         return;
     };
-    let Some(home_b) = NbRelay::start("foreign") else {
+    let Some(home_b) = NbRelay::start() else {
         return;
     };
     let (ka, kb) = (
@@ -446,11 +447,10 @@ async fn a_foreign_relay_carries_a_peer_and_closes_when_unused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interop_with_netbirds_go_relay_client_both_directions() {
     init_tracing();
-    let Some(relay) = NbRelay::start("interop") else {
+    let Some(go) = require_tool("nb-relay-peer", "PEERLINK_NB_RELAY_PEER") else {
         return;
     };
-    let Some(go) = NbRelay::binary("nb-relay-peer", "PEERLINK_NB_RELAY_PEER") else {
-        eprintln!("SKIP interop: nb-relay-peer not found");
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let mut ours = peer(&relay.url()).await;
@@ -546,7 +546,7 @@ async fn interop_with_netbirds_go_relay_client_both_directions() {
 async fn rels_with_the_apps_ca_carries_transport_both_ways() {
     init_tracing();
     let Some(pki) = TestPki::create() else { return };
-    let Some(relay) = NbRelay::start_tls("rels_with_ca", &pki.server_cert, &pki.server_key) else {
+    let Some(relay) = NbRelay::start_tls(&pki.server_cert, &pki.server_key) else {
         return;
     };
     let ca = std::fs::read_to_string(&pki.ca_cert).unwrap();
@@ -600,7 +600,7 @@ async fn rels_with_the_apps_ca_carries_transport_both_ways() {
 async fn rels_without_the_apps_ca_fails_with_a_typed_certificate_error_and_no_storm() {
     init_tracing();
     let Some(pki) = TestPki::create() else { return };
-    let Some(relay) = NbRelay::start_tls("rels_without_ca", &pki.server_cert, &pki.server_key) else {
+    let Some(relay) = NbRelay::start_tls(&pki.server_cert, &pki.server_key) else {
         return;
     };
     let err = RelayClient::connect(
@@ -737,7 +737,7 @@ fn hex(b: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_change_cuts_the_connection_and_reconnects_at_once() {
     init_tracing();
-    let Some(relay) = NbRelay::start("network_change") else {
+    let Some(relay) = NbRelay::start() else {
         return;
     };
     let manager = RelayManager::start(RelayManagerConfig::new(

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::lab::{isolate_network, lab_tool};
+use common::lab::{isolate_network, require_tool};
 use common::pki::TestPki;
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -303,8 +303,7 @@ fn tls_with_a_self_signed_ca_given_to_the_client() {
 /// `got TYPE from KEY payload=".." ..` per message.
 #[test]
 fn interop_with_netbirds_go_signal_client() {
-    let Some(peer_bin) = lab_tool("nb-signal-peer", "PEERLINK_NB_SIGNAL_PEER") else {
-        println!("skipping: nb-signal-peer not built (run tests/lab/build-tools.sh)");
+    let Some(peer_bin) = require_tool("nb-signal-peer", "PEERLINK_NB_SIGNAL_PEER") else {
         return;
     };
     let Some(lab) = Lab::new() else { return };
@@ -529,10 +528,7 @@ static HOST_NETWORK: Mutex<()> = Mutex::new(());
 
 impl Lab {
     fn new() -> Option<Self> {
-        let Some(bin) = lab_tool("nb-signal", "PEERLINK_NB_SIGNAL") else {
-            println!("skipping: nb-signal not built (run tests/lab/build-tools.sh)");
-            return None;
-        };
+        let bin = require_tool("nb-signal", "PEERLINK_NB_SIGNAL")?;
         let host_lock = match isolate_network() {
             Ok(()) => None,
             Err(why) => {

@@ -6,6 +6,7 @@
 # Addresses are in namespaces the suite creates; nothing leaves this machine.
 
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/skip.sh"
 
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${HOME:=/root}"
@@ -19,17 +20,25 @@ _LAB_PIDS=()
 LAB_PASSED=0
 LAB_FAILED=0
 
-# Skip the whole suite (exit 0) with a printed reason unless we are root with netns support.
+# lab_skip REASON: the whole suite cannot run here. Prints "SKIP: SUITE: REASON" and exits 0;
+# in CI (CI=true) prints "FAIL: SUITE: REASON" and exits 1 (see skip_or_fail).
+lab_skip() {
+    rm -rf "$LAB_TMP"
+    skip_or_fail "$(basename "$0" .sh)" "$1" || exit 1
+    exit 0
+}
+
+# Skips the whole suite unless we are root with netns support.
 lab_require_root() {
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "skip: $(basename "$0") needs root for network namespaces"
-        exit 0
-    fi
-    if ! ip netns add "plchk$LAB_TAG" 2>/dev/null; then
-        echo "skip: $(basename "$0"): cannot create network namespaces here"
-        exit 0
-    fi
+    [[ $(id -u) -eq 0 ]] || lab_skip "needs root for network namespaces"
+    ip netns add "plchk$LAB_TAG" 2>/dev/null || lab_skip "cannot create network namespaces here"
     ip netns del "plchk$LAB_TAG"
+}
+
+# lab_require_tool NAME: skips the whole suite unless $PEERLINK_BIN/NAME (tests/lab/build-tools.sh)
+# is there.
+lab_require_tool() {
+    [[ -x $PEERLINK_BIN/$1 ]] || lab_skip "$1 not built (run tests/lab/build-tools.sh)"
 }
 
 lab_cleanup() {

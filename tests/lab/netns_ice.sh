@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/nat.sh"
 source "$(dirname "$0")/coturn.sh"
 lab_require_root
-coturn_available || { echo "skip: $(basename "$0"): coturn missing (apt-get install -y coturn)"; exit 0; }
+coturn_available || lab_skip "coturn missing (apt-get install -y coturn)"
 trap 'coturn_stop; lab_cleanup' EXIT
 
 ICE_PAIR=${ICE_PAIR:-$LAB_ROOT/target/release/examples/ice_pair}

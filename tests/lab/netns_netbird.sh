@@ -12,10 +12,9 @@ source "$(dirname "$0")/nat.sh"
 source "$(dirname "$0")/coturn.sh"
 source "$(dirname "$0")/servers.sh"
 lab_require_root
-coturn_available || { echo "skip: $(basename "$0"): coturn missing (apt-get install -y coturn)"; exit 0; }
-for t in nb-signal nb-relay; do
-    [[ -x $PEERLINK_BIN/$t ]] || { echo "skip: $(basename "$0"): $t not built (tests/lab/build-tools.sh)"; exit 0; }
-done
+coturn_available || lab_skip "coturn missing (apt-get install -y coturn)"
+lab_require_tool nb-signal
+lab_require_tool nb-relay
 trap 'stop_servers; coturn_stop; lab_cleanup' EXIT
 
 SRV=nbsrv$LAB_TAG

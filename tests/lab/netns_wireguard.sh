@@ -3,6 +3,8 @@
 # and interop with wireguard-go (a WireGuard no one here wrote) configured with `wg`.
 source "$(dirname "$0")/lib.sh"
 lab_require_root
+lab_require_tool wireguard-go
+command -v wg >/dev/null || lab_skip "wg missing (apt-get install -y wireguard-tools)"
 trap lab_cleanup EXIT
 
 A=pla$LAB_TAG B=plb$LAB_TAG C=plc$LAB_TAG

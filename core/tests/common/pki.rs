@@ -26,11 +26,13 @@ pub struct TestPki {
 }
 
 impl TestPki {
-    /// Makes the CA and certificate in a fresh temporary directory, or returns `None` (printing
-    /// why) when the openssl CLI is missing.
+    /// Makes the CA and certificate in a fresh temporary directory, or skips the test (see
+    /// `lab::skip`) and returns `None` when the openssl CLI is missing.
     pub fn create() -> Option<Self> {
         if Command::new("openssl").arg("version").output().is_err() {
-            println!("skipping: the TLS test needs the openssl CLI to make its certificates");
+            super::lab::skip(
+                "the openssl CLI makes the certificates and is missing (apt-get install openssl)",
+            );
             return None;
         }
         static N: AtomicUsize = AtomicUsize::new(0);

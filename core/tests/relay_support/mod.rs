@@ -1,4 +1,5 @@
 //! Shared by the relay tests: NetBird's relay server on loopback, clients, and waiting helpers.
+//! A test that includes it also declares `mod common;` (the lab's tool lookup lives there).
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -14,6 +15,8 @@ use peerlink_core::relay::{ClientOptions, RelayClient, RelayEvent, RelayToken, R
 use peerlink_core::socket::{Protector, SocketFactory};
 use peerlink_core::{PrivateKey, PublicKey};
 use tokio::sync::{broadcast, mpsc};
+
+use crate::common::lab::require_tool;
 
 /// Generous bound for anything a test waits on; a pass takes a fraction of it.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -31,40 +34,19 @@ pub struct NbRelay {
 }
 
 impl NbRelay {
-    /// Where the binary is: `PEERLINK_NB_RELAY`, else the lab's build cache.
-    pub fn binary(name: &str, env: &str) -> Option<PathBuf> {
-        if let Some(p) = std::env::var_os(env) {
-            let p = PathBuf::from(p);
-            if !p.is_file() {
-                eprintln!("{env}={} is not a file", p.display());
-            }
-            return p.is_file().then_some(p);
-        }
-        let cache = std::env::var_os("PEERLINK_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/peerlink")))?;
-        let p = cache.join("bin").join(name);
-        p.is_file().then_some(p)
-    }
-
-    /// Starts the server on a free loopback port, or returns `None` (printing why) when the
-    /// binary is missing.
-    pub fn start(test: &str) -> Option<NbRelay> {
-        Self::start_with(test, None)
+    /// Starts the server on a free loopback port, or skips the test (see `lab::skip`) and
+    /// returns `None` when the binary is missing.
+    pub fn start() -> Option<NbRelay> {
+        Self::start_with(None)
     }
 
     /// Starts the server with a certificate (which must name `localhost`) and key: `rels://`.
-    pub fn start_tls(test: &str, cert: &Path, key: &Path) -> Option<NbRelay> {
-        Self::start_with(test, Some((cert.to_owned(), key.to_owned())))
+    pub fn start_tls(cert: &Path, key: &Path) -> Option<NbRelay> {
+        Self::start_with(Some((cert.to_owned(), key.to_owned())))
     }
 
-    fn start_with(test: &str, tls: Option<(PathBuf, PathBuf)>) -> Option<NbRelay> {
-        let Some(bin) = Self::binary("nb-relay", "PEERLINK_NB_RELAY") else {
-            eprintln!(
-                "SKIP {test}: nb-relay not found (set PEERLINK_NB_RELAY or run tests/lab/build-tools.sh)"
-            );
-            return None;
-        };
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Option<NbRelay> {
+        let bin = require_tool("nb-relay", "PEERLINK_NB_RELAY")?;
         let port = free_port();
         let log = std::env::temp_dir().join(format!("peerlink-nb-relay-{}-{port}.log", std::process::id()));
         let mut relay = NbRelay {

@@ -128,7 +128,7 @@ class NbSignal private constructor(private val process: Process, private val log
         /** Starts the server, or skips the calling test saying why. */
         fun startOrSkip(): NbSignal {
             val bin = binary()
-            skipUnless(bin != null) { "nb-signal not found (run tests/lab/build-tools.sh, or set PEERLINK_NB_SIGNAL)" }
+            requireTool(bin != null) { "nb-signal not found (run tests/lab/build-tools.sh, or set PEERLINK_NB_SIGNAL)" }
             skipUnless(portFree()) { "port $PORT is in use (nb-signal always binds it)" }
             val log = File.createTempFile("peerlink-nb-signal-", ".log")
             val process = ProcessBuilder(bin!!.path, "run", "--port", "$PORT", "--metrics-port", "0", "--log-file", "console")
@@ -147,6 +147,15 @@ class NbSignal private constructor(private val process: Process, private val log
             return server
         }
 
+        /** A missing lab tool skips the test, but fails it in CI (CI=true), as everywhere in peerlink. */
+        private fun requireTool(found: Boolean, reason: () -> String) {
+            if (!found && System.getenv("CI") in setOf("true", "1")) {
+                throw AssertionError("${reason()} (in CI a missing lab tool is a failure)")
+            }
+            skipUnless(found, reason)
+        }
+
+        /** Skipped tests are named with their reason by tests/jvm.sh, from surefire's reports. */
         private fun skipUnless(condition: Boolean, reason: () -> String) {
             if (!condition) println("skipping: ${reason()}")
             assumeTrue(condition, reason)
