@@ -23,7 +23,7 @@ use rand::rngs::StdRng;
 pub use status::{ConnStatus, PathHealthStatus, Switch, SwitchReason};
 
 use self::guard::{OfferGuard, Paths as GuardPaths};
-use self::paths::{PathEntry, Paths};
+use self::paths::{PathEntry, Paths, Proving};
 use self::watcher::{StaleReason, Watch, WatchContext};
 use super::plane::PeerObservations;
 use crate::clock::Instant;
@@ -46,6 +46,11 @@ const IN_USE: Duration = Duration::from_secs(10);
 /// The controlled side waits out the controller's three probes (at most 3 × 2 s) plus a margin
 /// before probing itself, so that on a live path its probes never cross the controller's.
 const CONTROLLED_DEFER_PROBES: u32 = 3;
+/// A new path that answered no round of probes is probed again after 2.5 s × 2 (so 5 s)…
+const PROVING_PAUSE_FIRST: Duration = Duration::from_millis(2500);
+/// …doubling to 30 s: about six probes a minute at most on a path that never answers, and a
+/// cleared fault is noticed within half a minute.
+const PROVING_PAUSE_MAX: Duration = Duration::from_secs(30);
 /// A relay path that failed to open or closed is reopened after this, doubling…
 const RELAY_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// …up to NetBird's guard cap (DESIGN 4).
@@ -233,7 +238,7 @@ impl Conn {
                 p.watcher
                     .poll_timeout(&p.observed, self.watch_context(p.id, &p.watcher)),
             );
-            earliest(p.proving.map(|(_, due)| due));
+            earliest(p.proving.map(|pr| pr.due));
         }
         next
     }
@@ -544,22 +549,21 @@ impl Conn {
         let Some(kind) = self.paths.get(id).map(|p| p.kind) else {
             return;
         };
-        let was_active = self.active == Some(id);
         tracing::info!(peer = %self.config.peer, path = %kind, %reason, "path stale");
         self.reselect(now, SwitchReason::Stale(reason));
         match kind {
-            PathKind::IceP2p | PathKind::IceTurn if was_active => {
+            PathKind::IceP2p | PathKind::IceTurn => {
                 // A new session with fresh credentials, announced at once so that the peer
                 // falls back too instead of waiting for its own watcher.
                 self.end_ice(now, SwitchReason::Stale(reason));
                 self.offer_if_changed();
             }
-            PathKind::IceP2p | PathKind::IceTurn => {
-                // A new session that never carried traffic: the guard paces the retries.
-                self.end_ice(now, SwitchReason::Stale(reason));
-                self.guard.on_event(now);
+            PathKind::Relay => {
+                // The relay connection itself may be dead long before its 35 s health check
+                // says so (a NAT mapping lost): the shell reconnects before the path reopens.
+                self.actions.push_back(Action::ReconnectRelay);
+                self.drop_relay(now, SwitchReason::Stale(reason));
             }
-            PathKind::Relay => self.drop_relay(now, SwitchReason::Stale(reason)),
             // Kept as the last resort; fresh proof (roaming) restores it.
             PathKind::Direct => {}
         }
@@ -677,32 +681,44 @@ impl Conn {
         if p.proven {
             return;
         }
-        p.proving = Some((1, now + p.watcher.probe_deadline()));
+        p.proving = Some(Proving {
+            sent: 1,
+            due: now + p.watcher.probe_deadline(),
+            failed_rounds: 0,
+        });
         self.actions.push_back(Action::SendHandshake(id));
     }
 
+    /// A new path that answers no round of probes is not condemned: ICE connects through a
+    /// middlebox that drops WireGuard as readily as through a healthy one, and tearing the
+    /// session down again and again would cost more than it finds. It stays unproven (never
+    /// carrying traffic) and is probed in rounds that back off, so that it takes over soon
+    /// after the fault clears.
     fn proving_timeouts(&mut self, now: Instant) {
-        let mut condemned = Vec::new();
+        let active = self.active;
         for p in self.paths.iter_mut() {
-            let Some((sent, due)) = p.proving else { continue };
-            if now < due || p.proven {
+            let Some(pr) = p.proving else { continue };
+            if now < pr.due || p.proven || !p.up || active == Some(p.id) {
                 continue;
             }
-            if sent >= watcher::PROBES {
-                p.proving = None;
-                let reason = StaleReason::NoAnswer {
-                    probes: sent,
-                    waited: now.saturating_duration_since(p.since),
-                };
-                p.watcher.condemn(reason);
-                condemned.push((p.id, reason));
-                continue;
+            let next = if pr.sent == 0 || pr.sent < watcher::PROBES {
+                Proving {
+                    sent: pr.sent + 1,
+                    due: now + p.watcher.probe_deadline(),
+                    ..pr
+                }
+            } else {
+                let rounds = pr.failed_rounds.saturating_add(1);
+                Proving {
+                    sent: 0,
+                    due: now + PROVING_PAUSE_FIRST.saturating_mul(1 << rounds.min(4)).min(PROVING_PAUSE_MAX),
+                    failed_rounds: rounds,
+                }
+            };
+            if next.sent > 0 {
+                self.actions.push_back(Action::SendHandshake(p.id));
             }
-            p.proving = Some((sent + 1, now + p.watcher.probe_deadline()));
-            self.actions.push_back(Action::SendHandshake(p.id));
-        }
-        for (id, reason) in condemned {
-            self.on_stale(now, id, reason);
+            p.proving = Some(next);
         }
     }
 

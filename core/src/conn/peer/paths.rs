@@ -18,8 +18,8 @@ pub struct PathEntry {
     pub watcher: Watcher,
     /// The newest observations of the data plane.
     pub observed: PathObservations,
-    /// Probes sent to prove a path that does not carry traffic yet: count and answer deadline.
-    pub proving: Option<(u8, Instant)>,
+    /// Probes sent to prove a path that does not carry traffic yet.
+    pub proving: Option<Proving>,
     /// When the path was attached or came back up: proof must be newer.
     pub since: Instant,
 }
@@ -51,6 +51,18 @@ impl PathEntry {
     pub fn proof_age(&self, now: Instant) -> Option<Duration> {
         self.observed.last_rx.map(|t| now.saturating_duration_since(t))
     }
+}
+
+/// Rounds of probes that prove a new path before it takes traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proving {
+    /// Probes sent in this round.
+    pub sent: u8,
+    /// The current probe's answer is due, or (after a round without answer) the next round
+    /// starts.
+    pub due: Instant,
+    /// Rounds that went unanswered.
+    pub failed_rounds: u32,
 }
 
 /// The peer's paths, in attach order.

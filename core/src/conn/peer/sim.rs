@@ -151,7 +151,7 @@ impl World {
                     assert!(self.online, "ICE started while offline\n{}", self.trace());
                     self.ice_pending = Some((start.id, self.now + ICE_CONNECT));
                 }
-                Action::AddRemoteCandidate { .. } => {}
+                Action::AddRemoteCandidate { .. } | Action::ReconnectRelay => {}
                 Action::CloseIce => self.ice_pending = None,
                 Action::OpenRelay { id, .. } => {
                     assert!(self.online, "relay opened while offline\n{}", self.trace());
