@@ -9,6 +9,7 @@
 
 pub mod guard;
 mod peer;
+pub(crate) mod plane;
 mod setup;
 
 use std::collections::HashMap;

@@ -13,7 +13,7 @@ use super::counters::PeerCounters;
 use crate::clock::Instant;
 use crate::config::PeerConfig;
 use crate::keys::{PrivateKey, PublicKey};
-use crate::path::{Path, PathError, PathId, PathKind, PathStats, UdpPath};
+use crate::path::{Path, PathError, PathId, PathStats, UdpPath};
 
 /// A path attached to a peer, with its observations.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub(crate) struct AttachedPath {
 impl AttachedPath {
     pub fn send(&self, now: Instant, datagram: &[u8]) -> Result<(), PathError> {
         self.path.send(datagram)?;
-        self.stats.on_tx(now, datagram.len());
+        self.stats.on_tx(now, datagram);
         Ok(())
     }
 }
@@ -97,71 +97,90 @@ impl Peer {
         self.paths.lock().all.iter().find(|p| p.id == id).cloned()
     }
 
-    /// Adds a path; it becomes active if it outranks the active one (or there is none).
+    /// Adds a path. It carries nothing until [`Peer::activate`] picks it.
     pub fn attach(&self, id: PathId, path: Arc<dyn Path>) -> Arc<AttachedPath> {
         let attached = Arc::new(AttachedPath {
             id,
             path,
             stats: PathStats::default(),
         });
-        let mut paths = self.paths.lock();
-        paths.all.push(attached.clone());
-        let outranks = match self.active.load().as_ref() {
-            Some(active) => attached.path.kind() > active.path.kind(),
-            None => true,
-        };
-        if outranks {
-            self.active.store(Some(attached.clone()));
-        }
+        self.paths.lock().all.push(attached.clone());
         attached
     }
 
-    /// Removes a path; if it was active, the best remaining path takes over.
-    pub fn detach(&self, id: PathId) -> Option<PathKind> {
+    /// Removes a path. If it was active, the peer has no active path until the next
+    /// [`Peer::activate`]. Returns whether the peer had that path.
+    pub fn detach(&self, id: PathId) -> bool {
         let mut paths = self.paths.lock();
+        let before = paths.all.len();
         paths.all.retain(|p| p.id != id);
         if paths.direct.as_ref().is_some_and(|(d, _)| *d == id) {
             paths.direct = None;
         }
         if self.active.load().as_ref().is_some_and(|a| a.id == id) {
-            let best = paths.all.iter().max_by_key(|p| p.path.kind()).cloned();
-            self.active.store(best);
+            self.active.store(None);
         }
-        self.active.load().as_ref().map(|a| a.path.kind())
+        paths.all.len() != before
     }
 
-    /// Makes `id` the active path. Returns false if the peer has no such path.
-    pub fn activate(&self, id: PathId) -> bool {
-        let Some(p) = self.path(id) else { return false };
-        self.active.store(Some(p));
+    /// Makes `id` the active path (`None`: no path carries traffic). Returns false if the peer
+    /// has no such path, and then changes nothing.
+    pub fn activate(&self, id: Option<PathId>) -> bool {
+        let Some(id) = id else {
+            self.active.store(None);
+            return true;
+        };
+        // Under the paths lock, so a concurrent detach cannot leave a detached path active.
+        let paths = self.paths.lock();
+        let Some(p) = paths.all.iter().find(|p| p.id == id) else {
+            return false;
+        };
+        self.active.store(Some(p.clone()));
         true
     }
 
-    /// The direct path, created towards `endpoint` if the peer has none. Returns it and whether
-    /// it was created.
+    /// The direct path, towards `endpoint`: created (attached, not active) if the peer has
+    /// none, re-aimed if it pointed elsewhere (keeping whether it is active, so plain WireGuard
+    /// peers follow a roaming endpoint).
     pub fn direct_path(
         &self,
         socket: &Arc<UdpSocket>,
         endpoint: SocketAddr,
         next_id: impl FnOnce() -> PathId,
-    ) -> (Arc<AttachedPath>, bool) {
-        let existing = {
-            let paths = self.paths.lock();
-            paths.direct.as_ref().and_then(|(id, udp)| {
-                let attached = paths.all.iter().find(|p| p.id == *id)?.clone();
-                Some((attached, udp.clone()))
-            })
-        };
+    ) -> DirectPath {
+        let mut paths = self.paths.lock();
+        let existing = paths.direct.as_ref().and_then(|(id, udp)| {
+            let attached = paths.all.iter().find(|p| p.id == *id)?.clone();
+            Some((attached, udp.clone()))
+        });
         if let Some((attached, udp)) = existing {
-            if udp.roam_to(endpoint) {
-                tracing::debug!(peer = %self.key, to = %endpoint, "endpoint roamed");
+            if !udp.roam_to(endpoint) {
+                return DirectPath::Same(attached);
             }
-            return (attached, false);
+            tracing::debug!(peer = %self.key, path = ?attached.id, to = %endpoint, "endpoint roamed");
+            return DirectPath::Reaimed(attached);
         }
         let id = next_id();
         let udp = Arc::new(UdpPath::new(socket.clone(), endpoint));
-        let attached = self.attach(id, udp.clone());
-        self.paths.lock().direct = Some((id, udp));
-        (attached, true)
+        let attached = Arc::new(AttachedPath {
+            id,
+            path: udp.clone(),
+            stats: PathStats::default(),
+        });
+        paths.all.push(attached.clone());
+        paths.direct = Some((id, udp));
+        tracing::debug!(peer = %self.key, path = ?id, to = %endpoint, "direct path created");
+        DirectPath::Created(attached)
     }
+}
+
+/// The peer's direct path after [`Peer::direct_path`], and what happened to it.
+#[derive(Debug)]
+pub(crate) enum DirectPath {
+    /// It already pointed at the endpoint.
+    Same(Arc<AttachedPath>),
+    /// Its endpoint moved; it kept its active status.
+    Reaimed(Arc<AttachedPath>),
+    /// It is new: attached, not active.
+    Created(Arc<AttachedPath>),
 }
