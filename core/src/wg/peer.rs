@@ -184,3 +184,100 @@ pub(crate) enum DirectPath {
     /// It is new: attached, not active.
     Created(Arc<AttachedPath>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::PathKind;
+
+    #[test]
+    fn attach_never_changes_the_active_path() {
+        let peer = peer();
+        peer.attach(PathId(1), fake(PathKind::Relay));
+        assert!(peer.active_path().is_none(), "a first path is not activated");
+        assert!(peer.activate(Some(PathId(1))));
+        peer.attach(PathId(2), fake(PathKind::IceP2p));
+        assert_eq!(active(&peer), Some(PathId(1)), "a better path does not take over");
+    }
+
+    #[test]
+    fn detaching_the_active_path_leaves_no_active_path() {
+        let peer = peer();
+        peer.attach(PathId(1), fake(PathKind::Relay));
+        peer.attach(PathId(2), fake(PathKind::IceP2p));
+        peer.activate(Some(PathId(2)));
+        assert!(peer.detach(PathId(2)));
+        assert_eq!(active(&peer), None, "the relay is not picked by the data plane");
+        assert_eq!(peer.paths().len(), 1);
+        assert!(!peer.detach(PathId(2)), "already gone");
+    }
+
+    #[test]
+    fn activate_an_unknown_path_changes_nothing_and_none_deactivates() {
+        let peer = peer();
+        peer.attach(PathId(1), fake(PathKind::Relay));
+        peer.activate(Some(PathId(1)));
+        assert!(!peer.activate(Some(PathId(9))));
+        assert_eq!(active(&peer), Some(PathId(1)));
+        assert!(peer.activate(None));
+        assert_eq!(active(&peer), None);
+    }
+
+    #[tokio::test]
+    async fn a_new_direct_path_is_attached_not_active_and_a_reaimed_one_keeps_its_status() {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let (a, b) = ("192.0.2.1:1".parse().unwrap(), "192.0.2.2:2".parse().unwrap());
+        let peer = peer();
+        let DirectPath::Created(direct) = peer.direct_path(&socket, a, || PathId(7)) else {
+            panic!("the peer had no direct path")
+        };
+        assert_eq!((direct.id, active(&peer)), (PathId(7), None));
+        assert!(matches!(
+            peer.direct_path(&socket, a, || PathId(8)),
+            DirectPath::Same(_)
+        ));
+        peer.activate(Some(PathId(7)));
+        let DirectPath::Reaimed(moved) = peer.direct_path(&socket, b, || PathId(9)) else {
+            panic!("the endpoint moved")
+        };
+        assert_eq!(moved.id, PathId(7));
+        assert_eq!(moved.path.udp_endpoint(), Some(b));
+        assert_eq!(active(&peer), Some(PathId(7)), "still active after roaming");
+    }
+
+    fn peer() -> Peer {
+        let config = PeerConfig {
+            public_key: PrivateKey::generate().public_key(),
+            allowed_ips: Vec::new(),
+            preshared_key: None,
+            endpoint: None,
+            persistent_keepalive: None,
+        };
+        let own = PrivateKey::generate();
+        let limiter = Arc::new(RateLimiter::new(&own.public_key().to_x25519(), 10));
+        Peer::new(&own, config, 1, limiter)
+    }
+
+    fn active(peer: &Peer) -> Option<PathId> {
+        peer.active_path().map(|a| a.id)
+    }
+
+    #[derive(Debug)]
+    struct FakePath(PathKind);
+
+    impl Path for FakePath {
+        fn kind(&self) -> PathKind {
+            self.0
+        }
+        fn remote(&self) -> String {
+            self.0.to_string()
+        }
+        fn send(&self, _: &[u8]) -> Result<(), PathError> {
+            Ok(())
+        }
+    }
+
+    fn fake(kind: PathKind) -> Arc<dyn Path> {
+        Arc::new(FakePath(kind))
+    }
+}
