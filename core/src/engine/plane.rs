@@ -292,10 +292,7 @@ mod tests {
 
         fn attach(&mut self, kind: PathKind) -> (PathId, Arc<Recorder>) {
             let id = self.shared().next_path_id();
-            let path = Arc::new(Recorder {
-                kind,
-                sent: Mutex::new(Vec::new()),
-            });
+            let path = Recorder::new(kind);
             assert!(self.shared().attach(&self.peer, id, path.clone()));
             (id, path)
         }
@@ -337,7 +334,7 @@ mod tests {
     }
 
     impl Recorder {
-        fn new(kind: PathKind) -> Arc<dyn Path> {
+        fn new(kind: PathKind) -> Arc<Recorder> {
             Arc::new(Recorder {
                 kind,
                 sent: Mutex::new(Vec::new()),
