@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod engine;
+pub mod events;
 pub mod ice;
 pub mod keys;
 pub mod net;

@@ -17,12 +17,14 @@ use tokio::io::Interest;
 use tokio::sync::{mpsc, watch};
 
 use super::table::PeerTable;
-use super::{Event, Shared};
+use super::Shared;
 use crate::clock::Instant;
+use crate::conn::plane::PlaneEvent;
+use crate::events::Event;
 use crate::keys::PublicKey;
 use crate::net::packet_addrs;
-use crate::path::{Inbound, PathId};
-use crate::wg::{AttachedPath, Peer, PACKET_BUFFER};
+use crate::path::{Authenticated, Inbound, PathId};
+use crate::wg::{AttachedPath, DirectPath, Peer, PACKET_BUFFER};
 
 /// boringtun asks for `update_timers` every 250 ms to 1 s while a peer is active; 250 ms keeps
 /// handshake retries and keepalives on time while traffic flows.
@@ -262,7 +264,7 @@ impl Shared {
     /// it carries, and note the path as alive.
     fn receive(&self, datagram: &[u8], source: Source, out: &mut [u8]) {
         let table = self.table.load();
-        let Some(peer) = self.identify(&table, datagram, source) else {
+        let Some((peer, message)) = self.identify(&table, datagram, source) else {
             return;
         };
         let src_ip = match source {
@@ -284,7 +286,8 @@ impl Shared {
                 self.reply_unauthenticated(peer, source, reply, now);
             }
             TunnResult::WriteToNetwork(reply) => {
-                let path = self.path_for(peer, source, now, datagram.len());
+                // The reply leaves on the path its request came on.
+                let path = message.and_then(|m| self.path_for(peer, source, now, datagram.len(), m));
                 if let Some(path) = &path {
                     send_on(peer, path, reply, now);
                 }
@@ -296,25 +299,37 @@ impl Shared {
             }
             TunnResult::WriteToTunnelV4(packet, src) => {
                 drop(tunn);
-                self.path_for(peer, source, now, datagram.len());
+                if let Some(m) = message {
+                    self.path_for(peer, source, now, datagram.len(), m);
+                }
                 self.deliver(&table, peer, packet, IpAddr::V4(src));
             }
             TunnResult::WriteToTunnelV6(packet, src) => {
                 drop(tunn);
-                self.path_for(peer, source, now, datagram.len());
+                if let Some(m) = message {
+                    self.path_for(peer, source, now, datagram.len(), m);
+                }
                 self.deliver(&table, peer, packet, IpAddr::V6(src));
             }
             TunnResult::Done => {
-                // A keepalive, or a handshake response that completed our handshake.
-                self.path_for(peer, source, now, datagram.len());
+                // A keepalive, or a cookie reply (which proves nothing).
+                if let Some(m) = message {
+                    self.path_for(peer, source, now, datagram.len(), m);
+                }
                 self.note_handshake(peer, &tunn, now);
             }
         }
     }
 
-    /// The peer a datagram belongs to: the path's own peer, the session index, or (for a
-    /// handshake initiation) the static key inside it.
-    fn identify<'t>(&self, table: &'t PeerTable, datagram: &[u8], source: Source) -> Option<&'t Arc<Peer>> {
+    /// The peer a datagram belongs to (the path's own peer, the session index, or for a
+    /// handshake initiation the static key inside it), and what the datagram proves once it
+    /// authenticates (`None`: a cookie reply, which proves nothing).
+    fn identify<'t>(
+        &self,
+        table: &'t PeerTable,
+        datagram: &[u8],
+        source: Source,
+    ) -> Option<(&'t Arc<Peer>, Option<Authenticated>)> {
         let packet = match Tunn::parse_incoming_packet(datagram) {
             Ok(p) => p,
             Err(_) => {
@@ -322,6 +337,12 @@ impl Shared {
                 self.counters.net_garbage(1);
                 return None;
             }
+        };
+        let message = match &packet {
+            Packet::HandshakeInit(_) => Some(Authenticated::HandshakeInitiation),
+            Packet::HandshakeResponse(_) => Some(Authenticated::HandshakeResponse),
+            Packet::PacketCookieReply(_) => None,
+            Packet::PacketData(_) => Some(Authenticated::Data),
         };
         let peer = match (source, packet) {
             (Source::Path { peer, .. }, _) => table.by_key.get(&peer),
@@ -338,26 +359,51 @@ impl Shared {
             tracing::trace!(?source, "WireGuard message for an unknown peer or session");
             self.counters.unknown_peer(1);
         }
-        peer
+        Some((peer?, message))
     }
 
-    /// The path an authenticated datagram of `len` bytes arrived on, which it proves alive. For
-    /// the direct socket this roams the peer's endpoint (creating the direct path if the peer
-    /// had none).
-    fn path_for(&self, peer: &Peer, source: Source, now: Instant, len: usize) -> Option<Arc<AttachedPath>> {
+    /// The path an authenticated datagram of `len` bytes arrived on, which it proves alive.
+    /// For the engine's own socket this is the peer's direct path, created or re-aimed to the
+    /// sender (WireGuard's roaming).
+    fn path_for(
+        &self,
+        peer: &Peer,
+        source: Source,
+        now: Instant,
+        len: usize,
+        message: Authenticated,
+    ) -> Option<Arc<AttachedPath>> {
         let path = match source {
-            Source::Direct(from) => {
-                let before = peer.active_path().map(|a| a.id);
-                let (path, created) = peer.direct_path(&self.udp, from, || self.next_path_id());
-                if created {
-                    self.report_path_change(peer, before);
-                }
-                path
-            }
+            Source::Direct(from) => self.direct_path_from(peer, from),
             Source::Path { path, .. } => peer.path(path)?,
         };
-        path.stats.on_rx(now, len);
+        path.stats.on_rx(now, len, message);
         Some(path)
+    }
+
+    /// The peer's direct path to `from`. A new or re-aimed one is reported to the control
+    /// plane, which decides whether it carries traffic; a re-aimed one keeps its active status,
+    /// so a plain WireGuard peer follows its endpoint as it roams.
+    fn direct_path_from(&self, peer: &Peer, from: SocketAddr) -> Arc<AttachedPath> {
+        match peer.direct_path(&self.udp, from, || self.next_path_id()) {
+            DirectPath::Same(path) => path,
+            DirectPath::Reaimed(path) => {
+                self.report(PlaneEvent::DirectPath {
+                    peer: peer.key,
+                    id: path.id,
+                });
+                path
+            }
+            DirectPath::Created(path) => {
+                self.report(PlaneEvent::DirectPath {
+                    peer: peer.key,
+                    id: path.id,
+                });
+                // Interim: replaced by conn::peer::Conn, which activates it on the report.
+                self.interim_activate_if_outranks(peer, &path);
+                path
+            }
+        }
     }
 
     fn reply_unauthenticated(&self, peer: &Peer, source: Source, reply: &[u8], now: Instant) {

@@ -1,7 +1,8 @@
 //! The engine: owns the tun, the UDP socket and the peers, and runs the data plane tasks.
 
 mod dataplane;
-mod events;
+mod interim;
+mod plane;
 mod status;
 mod table;
 
@@ -18,16 +19,17 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use events::{Event, EVENT_CAPACITY};
+pub use crate::events::{Event, EVENT_CAPACITY};
 pub use status::{EngineStatus, PathStatus, PeerStatus};
 
 use crate::config::{EngineConfig, PeerConfig};
+use crate::conn::plane::{PlaneEvent, PLANE_EVENT_CAPACITY};
 use crate::conn::{ConnSetup, SignalSource};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::path::{Inbound, Path, PathId, INBOUND_CAPACITY};
 use crate::socket::{SocketError, SocketFactory};
 use crate::tun::Tun;
-use crate::wg::EngineCounters;
+use crate::wg::{DirectPath, EngineCounters};
 use table::PeerTable;
 
 /// How long `stop` waits for the tasks to finish before aborting them. They only need to leave
@@ -124,6 +126,10 @@ pub(crate) struct Shared {
     pub control: Mutex<ControlStatus>,
     /// Whether the platform says a network is available; the control plane follows it.
     pub online: watch::Sender<bool>,
+    /// The data plane's reports to the control plane (paths learned by roaming).
+    plane_events: mpsc::Sender<PlaneEvent>,
+    /// Their receiving end, until the control plane takes it.
+    plane_events_rx: Mutex<Option<mpsc::Receiver<PlaneEvent>>>,
 }
 
 /// Signal and relay state as the control plane last saw them.
@@ -151,6 +157,7 @@ impl Engine {
         let static_public = x25519::PublicKey::from(&static_private);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
+        let (plane_events, plane_events_rx) = mpsc::channel(PLANE_EVENT_CAPACITY);
         let shared = Arc::new(Shared {
             rate_limiter: Arc::new(RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT)),
             static_private,
@@ -169,6 +176,8 @@ impl Engine {
             peers_changed: watch::channel(0).0,
             control: Mutex::new(ControlStatus::default()),
             online: watch::channel(true).0,
+            plane_events,
+            plane_events_rx: Mutex::new(Some(plane_events_rx)),
         });
         let setup = ConnSetup::from_config(&config, &options.sockets, options.tun_name.as_deref());
         let signal = options
@@ -266,26 +275,16 @@ impl Engine {
     }
 
     /// Attaches a path to a peer under `id` (from [`Engine::new_path_id`]). It becomes the
-    /// active path if it outranks the current one.
+    /// active path if it outranks the current one; the peer's first path gets a handshake.
+    // Interim: replaced by conn::peer::Conn (see `interim.rs`).
     pub fn attach_path(&self, peer: &PublicKey, id: PathId, path: Arc<dyn Path>) -> Result<(), EngineError> {
         self.shared.attach_path(peer, id, path)
     }
 
     /// Detaches a path; traffic moves to the best remaining one.
+    // Interim: replaced by conn::peer::Conn (see `interim.rs`).
     pub fn detach_path(&self, peer: &PublicKey, id: PathId) {
         self.shared.detach_path(peer, id);
-    }
-
-    /// Makes `id` the path that carries the peer's traffic.
-    pub fn activate_path(&self, peer: &PublicKey, id: PathId) -> bool {
-        let table = self.shared.table.load();
-        let Some(p) = table.by_key.get(peer) else {
-            return false;
-        };
-        let before = p.active_path().map(|a| a.id);
-        let done = p.activate(id);
-        self.shared.report_path_change(p, before);
-        done
     }
 
     /// Where non-direct paths deliver the datagrams they receive.
@@ -341,41 +340,22 @@ impl Shared {
         PathId(self.next_path_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    pub fn attach_path(&self, peer: &PublicKey, id: PathId, path: Arc<dyn Path>) -> Result<(), EngineError> {
-        let table = self.table.load();
-        let p = table.by_key.get(peer).ok_or(EngineError::UnknownPeer(*peer))?;
-        let before = p.active_path().map(|a| a.id);
-        p.attach(id, path);
-        self.report_path_change(p, before);
-        if before.is_none() {
-            self.kick_handshake(p);
-        }
-        Ok(())
+    /// The data plane's reports (paths learned by roaming), for the control plane: `Some` the
+    /// first time only.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "conn::peer::Conn's shell will take it")
+    )]
+    pub fn take_plane_events(&self) -> Option<mpsc::Receiver<PlaneEvent>> {
+        self.plane_events_rx.lock().take()
     }
 
-    /// The peer just got its first path: a handshake boringtun tried before had nowhere to go
-    /// and would wait for its 5 s retry, so send one now.
-    fn kick_handshake(&self, peer: &crate::wg::Peer) {
-        let mut out = [0u8; HANDSHAKE_BUFFER];
-        let mut tunn = peer.tunn.lock();
-        if tunn.time_since_last_handshake().is_some() {
-            return;
+    /// Tells the control plane without waiting: when the channel is full the report is
+    /// dropped, and the control plane finds the path in its next observation.
+    pub(crate) fn report(&self, event: PlaneEvent) {
+        if let Err(e) = self.plane_events.try_send(event) {
+            tracing::trace!(error = %e, "plane event dropped");
         }
-        if let boringtun::noise::TunnResult::WriteToNetwork(d) =
-            tunn.format_handshake_initiation(&mut out, true)
-        {
-            let d = d.to_vec();
-            drop(tunn);
-            self.transmit(peer, &d, crate::clock::Instant::now());
-        }
-    }
-
-    pub fn detach_path(&self, peer: &PublicKey, id: PathId) {
-        let table = self.table.load();
-        let Some(p) = table.by_key.get(peer) else { return };
-        let before = p.active_path().map(|a| a.id);
-        p.detach(id);
-        self.report_path_change(p, before);
     }
 
     fn replace_peers(&self, peers: Vec<PeerConfig>) {
@@ -389,10 +369,12 @@ impl Shared {
             &mut next_index,
         );
         for peer in table.by_key.values() {
-            if let Some(endpoint) = peer.config.endpoint {
-                let before = peer.active_path().map(|a| a.id);
-                peer.direct_path(&self.udp, endpoint, || self.next_path_id());
-                self.report_path_change(peer, before);
+            let Some(endpoint) = peer.config.endpoint else {
+                continue;
+            };
+            if let DirectPath::Created(path) = peer.direct_path(&self.udp, endpoint, || self.next_path_id()) {
+                // Interim: replaced by conn::peer::Conn, which activates the configured path.
+                self.interim_activate_if_outranks(peer, &path);
             }
         }
         let count = table.by_key.len();

@@ -10,7 +10,7 @@ mod udp;
 
 use std::fmt;
 
-pub use stats::{PathObservations, PathStats};
+pub use stats::{Authenticated, PathObservations, PathStats};
 pub use udp::UdpPath;
 
 use crate::keys::PublicKey;

@@ -6,7 +6,7 @@ mod peer;
 
 pub use allowed_ips::AllowedIps;
 pub use counters::{EngineCounters, EngineCountersSnapshot, PeerCounters, PeerCountersSnapshot};
-pub(crate) use peer::{AttachedPath, Peer};
+pub(crate) use peer::{AttachedPath, DirectPath, Peer};
 
 /// Size of the data plane's packet buffers: the largest MTU plus WireGuard's 32-byte data
 /// overhead, rounded up; boringtun wants at least 148 bytes (a handshake initiation).

@@ -13,7 +13,7 @@ use super::counters::PeerCounters;
 use crate::clock::Instant;
 use crate::config::PeerConfig;
 use crate::keys::{PrivateKey, PublicKey};
-use crate::path::{Path, PathError, PathId, PathKind, PathStats, UdpPath};
+use crate::path::{Path, PathError, PathId, PathStats, UdpPath};
 
 /// A path attached to a peer, with its observations.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub(crate) struct AttachedPath {
 impl AttachedPath {
     pub fn send(&self, now: Instant, datagram: &[u8]) -> Result<(), PathError> {
         self.path.send(datagram)?;
-        self.stats.on_tx(now, datagram.len());
+        self.stats.on_tx(now, datagram);
         Ok(())
     }
 }
@@ -97,71 +97,187 @@ impl Peer {
         self.paths.lock().all.iter().find(|p| p.id == id).cloned()
     }
 
-    /// Adds a path; it becomes active if it outranks the active one (or there is none).
+    /// Adds a path. It carries nothing until [`Peer::activate`] picks it.
     pub fn attach(&self, id: PathId, path: Arc<dyn Path>) -> Arc<AttachedPath> {
         let attached = Arc::new(AttachedPath {
             id,
             path,
             stats: PathStats::default(),
         });
-        let mut paths = self.paths.lock();
-        paths.all.push(attached.clone());
-        let outranks = match self.active.load().as_ref() {
-            Some(active) => attached.path.kind() > active.path.kind(),
-            None => true,
-        };
-        if outranks {
-            self.active.store(Some(attached.clone()));
-        }
+        self.paths.lock().all.push(attached.clone());
         attached
     }
 
-    /// Removes a path; if it was active, the best remaining path takes over.
-    pub fn detach(&self, id: PathId) -> Option<PathKind> {
+    /// Removes a path. If it was active, the peer has no active path until the next
+    /// [`Peer::activate`]. Returns whether the peer had that path.
+    pub fn detach(&self, id: PathId) -> bool {
         let mut paths = self.paths.lock();
+        let before = paths.all.len();
         paths.all.retain(|p| p.id != id);
         if paths.direct.as_ref().is_some_and(|(d, _)| *d == id) {
             paths.direct = None;
         }
         if self.active.load().as_ref().is_some_and(|a| a.id == id) {
-            let best = paths.all.iter().max_by_key(|p| p.path.kind()).cloned();
-            self.active.store(best);
+            self.active.store(None);
         }
-        self.active.load().as_ref().map(|a| a.path.kind())
+        paths.all.len() != before
     }
 
-    /// Makes `id` the active path. Returns false if the peer has no such path.
-    pub fn activate(&self, id: PathId) -> bool {
-        let Some(p) = self.path(id) else { return false };
-        self.active.store(Some(p));
+    /// Makes `id` the active path (`None`: no path carries traffic). Returns false if the peer
+    /// has no such path, and then changes nothing.
+    pub fn activate(&self, id: Option<PathId>) -> bool {
+        let Some(id) = id else {
+            self.active.store(None);
+            return true;
+        };
+        // Under the paths lock, so a concurrent detach cannot leave a detached path active.
+        let paths = self.paths.lock();
+        let Some(p) = paths.all.iter().find(|p| p.id == id) else {
+            return false;
+        };
+        self.active.store(Some(p.clone()));
         true
     }
 
-    /// The direct path, created towards `endpoint` if the peer has none. Returns it and whether
-    /// it was created.
+    /// The direct path, towards `endpoint`: created (attached, not active) if the peer has
+    /// none, re-aimed if it pointed elsewhere (keeping whether it is active, so plain WireGuard
+    /// peers follow a roaming endpoint).
     pub fn direct_path(
         &self,
         socket: &Arc<UdpSocket>,
         endpoint: SocketAddr,
         next_id: impl FnOnce() -> PathId,
-    ) -> (Arc<AttachedPath>, bool) {
-        let existing = {
-            let paths = self.paths.lock();
-            paths.direct.as_ref().and_then(|(id, udp)| {
-                let attached = paths.all.iter().find(|p| p.id == *id)?.clone();
-                Some((attached, udp.clone()))
-            })
-        };
+    ) -> DirectPath {
+        let mut paths = self.paths.lock();
+        let existing = paths.direct.as_ref().and_then(|(id, udp)| {
+            let attached = paths.all.iter().find(|p| p.id == *id)?.clone();
+            Some((attached, udp.clone()))
+        });
         if let Some((attached, udp)) = existing {
-            if udp.roam_to(endpoint) {
-                tracing::debug!(peer = %self.key, to = %endpoint, "endpoint roamed");
+            if !udp.roam_to(endpoint) {
+                return DirectPath::Same(attached);
             }
-            return (attached, false);
+            tracing::debug!(peer = %self.key, path = ?attached.id, to = %endpoint, "endpoint roamed");
+            return DirectPath::Reaimed(attached);
         }
         let id = next_id();
         let udp = Arc::new(UdpPath::new(socket.clone(), endpoint));
-        let attached = self.attach(id, udp.clone());
-        self.paths.lock().direct = Some((id, udp));
-        (attached, true)
+        let attached = Arc::new(AttachedPath {
+            id,
+            path: udp.clone(),
+            stats: PathStats::default(),
+        });
+        paths.all.push(attached.clone());
+        paths.direct = Some((id, udp));
+        tracing::debug!(peer = %self.key, path = ?id, to = %endpoint, "direct path created");
+        DirectPath::Created(attached)
+    }
+}
+
+/// The peer's direct path after [`Peer::direct_path`], and what happened to it.
+#[derive(Debug)]
+pub(crate) enum DirectPath {
+    /// It already pointed at the endpoint.
+    Same(Arc<AttachedPath>),
+    /// Its endpoint moved; it kept its active status.
+    Reaimed(Arc<AttachedPath>),
+    /// It is new: attached, not active.
+    Created(Arc<AttachedPath>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::PathKind;
+
+    #[test]
+    fn attach_never_changes_the_active_path() {
+        let peer = peer();
+        peer.attach(PathId(1), fake(PathKind::Relay));
+        assert!(peer.active_path().is_none(), "a first path is not activated");
+        assert!(peer.activate(Some(PathId(1))));
+        peer.attach(PathId(2), fake(PathKind::IceP2p));
+        assert_eq!(active(&peer), Some(PathId(1)), "a better path does not take over");
+    }
+
+    #[test]
+    fn detaching_the_active_path_leaves_no_active_path() {
+        let peer = peer();
+        peer.attach(PathId(1), fake(PathKind::Relay));
+        peer.attach(PathId(2), fake(PathKind::IceP2p));
+        peer.activate(Some(PathId(2)));
+        assert!(peer.detach(PathId(2)));
+        assert_eq!(active(&peer), None, "the relay is not picked by the data plane");
+        assert_eq!(peer.paths().len(), 1);
+        assert!(!peer.detach(PathId(2)), "already gone");
+    }
+
+    #[test]
+    fn activate_an_unknown_path_changes_nothing_and_none_deactivates() {
+        let peer = peer();
+        peer.attach(PathId(1), fake(PathKind::Relay));
+        peer.activate(Some(PathId(1)));
+        assert!(!peer.activate(Some(PathId(9))));
+        assert_eq!(active(&peer), Some(PathId(1)));
+        assert!(peer.activate(None));
+        assert_eq!(active(&peer), None);
+    }
+
+    #[tokio::test]
+    async fn a_new_direct_path_is_attached_not_active_and_a_reaimed_one_keeps_its_status() {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let (a, b) = ("192.0.2.1:1".parse().unwrap(), "192.0.2.2:2".parse().unwrap());
+        let peer = peer();
+        let DirectPath::Created(direct) = peer.direct_path(&socket, a, || PathId(7)) else {
+            panic!("the peer had no direct path")
+        };
+        assert_eq!((direct.id, active(&peer)), (PathId(7), None));
+        assert!(matches!(
+            peer.direct_path(&socket, a, || PathId(8)),
+            DirectPath::Same(_)
+        ));
+        peer.activate(Some(PathId(7)));
+        let DirectPath::Reaimed(moved) = peer.direct_path(&socket, b, || PathId(9)) else {
+            panic!("the endpoint moved")
+        };
+        assert_eq!(moved.id, PathId(7));
+        assert_eq!(moved.path.udp_endpoint(), Some(b));
+        assert_eq!(active(&peer), Some(PathId(7)), "still active after roaming");
+    }
+
+    fn peer() -> Peer {
+        let config = PeerConfig {
+            public_key: PrivateKey::generate().public_key(),
+            allowed_ips: Vec::new(),
+            preshared_key: None,
+            endpoint: None,
+            persistent_keepalive: None,
+        };
+        let own = PrivateKey::generate();
+        let limiter = Arc::new(RateLimiter::new(&own.public_key().to_x25519(), 10));
+        Peer::new(&own, config, 1, limiter)
+    }
+
+    fn active(peer: &Peer) -> Option<PathId> {
+        peer.active_path().map(|a| a.id)
+    }
+
+    #[derive(Debug)]
+    struct FakePath(PathKind);
+
+    impl Path for FakePath {
+        fn kind(&self) -> PathKind {
+            self.0
+        }
+        fn remote(&self) -> String {
+            self.0.to_string()
+        }
+        fn send(&self, _: &[u8]) -> Result<(), PathError> {
+            Ok(())
+        }
+    }
+
+    fn fake(kind: PathKind) -> Arc<dyn Path> {
+        Arc::new(FakePath(kind))
     }
 }

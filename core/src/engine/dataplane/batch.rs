@@ -104,7 +104,7 @@ impl SendBatch {
         match gso::send_segments(udp.as_raw_fd(), run, segment, endpoint) {
             Ok(()) => {
                 for d in run.chunks(segment) {
-                    path.stats.on_tx(now, d.len());
+                    path.stats.on_tx(now, d);
                 }
             }
             Err(e) if gso::offload_unsupported(&e) => {

@@ -1,4 +1,5 @@
-//! What the engine tells the app, in order.
+//! What the engine tells the app, in order. Top-level so that the control plane and the data
+//! plane both use it without importing each other.
 
 use crate::ice::IceState;
 use crate::keys::PublicKey;
