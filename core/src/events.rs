@@ -17,6 +17,14 @@ pub enum Event {
         kind: Option<PathKind>,
         remote: Option<String>,
     },
+    /// The peer's connection moved its traffic to another path, and why (a stale verdict
+    /// reads "no answer to 3 probes in 1.5 s").
+    PathSwitched {
+        peer: PublicKey,
+        from: Option<PathKind>,
+        to: Option<PathKind>,
+        reason: String,
+    },
     /// The peer list was replaced.
     PeersUpdated { count: usize },
     /// The signal client's state changed.

@@ -12,11 +12,11 @@ mod shell;
 
 use std::collections::HashMap;
 
-pub use peer::{ConnStatus, PathHealthStatus, Switch, SwitchReason};
 pub use peer::watcher::{Health, StaleReason};
 pub(crate) use peer::PathIds;
-pub(crate) use shell::{run, ControlPlane};
+pub use peer::{ConnStatus, PathHealthStatus, Switch, SwitchReason};
 pub use setup::{signal_source as setup_signal, ConnSetup, SignalSource};
+pub(crate) use shell::{run, ControlPlane};
 
 use crate::keys::PublicKey;
 

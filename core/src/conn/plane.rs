@@ -47,10 +47,10 @@ pub struct PathObservation {
 /// What the data plane tells the control plane without being asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlaneEvent {
-    /// Authenticated traffic from `peer` arrived at the engine's own socket from a new
-    /// endpoint: the data plane made (or re-aimed) its direct path `id`, which is attached but
-    /// not active. The control plane decides whether it carries traffic.
-    DirectPath { peer: PublicKey, id: PathId },
+    /// `peer` has a path the control plane did not ask for: a direct path the data plane made
+    /// (or re-aimed) when authenticated traffic came from a new endpoint, or one the app
+    /// attached. It is attached but not active; the control plane decides.
+    PathAdded { peer: PublicKey, id: PathId },
 }
 
 /// Capacity of the data plane's report channel: one message per roaming event; when full, the

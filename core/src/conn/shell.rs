@@ -283,7 +283,9 @@ impl Shell {
     }
 
     fn on_ice(&mut self, peer: PublicKey, id: PathId, event: IceEvent, now: Instant) {
-        let Some(p) = self.peers.get_mut(&peer) else { return };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
         if p.ice.as_ref().is_none_or(|r| r.id() != id) {
             // An event of a session already left behind.
             return;
@@ -371,8 +373,10 @@ impl Shell {
 
     fn on_plane(&mut self, event: PlaneEvent, now: Instant) {
         match event {
-            PlaneEvent::DirectPath { peer, .. } => {
-                let Some(obs) = self.plane.observe(&peer) else { return };
+            PlaneEvent::PathAdded { peer, .. } => {
+                let Some(obs) = self.plane.observe(&peer) else {
+                    return;
+                };
                 self.with_peer(peer, now, |conn| conn.handle_observations(now, &obs));
             }
         }
@@ -443,7 +447,9 @@ impl Shell {
 
     /// Feeds one input to a peer's connection and carries out what it asks.
     fn with_peer(&mut self, key: PublicKey, now: Instant, f: impl FnOnce(&mut Conn)) {
-        let Some(mut p) = self.peers.remove(&key) else { return };
+        let Some(mut p) = self.peers.remove(&key) else {
+            return;
+        };
         f(&mut p.conn);
         self.execute(key, &mut p, now);
         self.peers.insert(key, p);
@@ -610,7 +616,9 @@ impl Shell {
         let mut workers = Vec::new();
         let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
         for key in keys {
-            let Some(mut p) = self.peers.remove(&key) else { continue };
+            let Some(mut p) = self.peers.remove(&key) else {
+                continue;
+            };
             p.conn.close();
             if let Some(IceRun::Running { worker, .. }) = p.ice.take() {
                 workers.push(worker);

@@ -388,19 +388,17 @@ impl Shared {
         match peer.direct_path(&self.udp, from, || self.next_path_id()) {
             DirectPath::Same(path) => path,
             DirectPath::Reaimed(path) => {
-                self.report(PlaneEvent::DirectPath {
+                self.report(PlaneEvent::PathAdded {
                     peer: peer.key,
                     id: path.id,
                 });
                 path
             }
             DirectPath::Created(path) => {
-                self.report(PlaneEvent::DirectPath {
+                self.report(PlaneEvent::PathAdded {
                     peer: peer.key,
                     id: path.id,
                 });
-                // Interim: replaced by conn::peer::Conn, which activates it on the report.
-                self.interim_activate_if_outranks(peer, &path);
                 path
             }
         }

@@ -1,13 +1,11 @@
 //! The engine: owns the tun, the UDP socket and the peers, and runs the data plane tasks.
 
 mod dataplane;
-mod interim;
 mod plane;
 mod status;
 mod table;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +21,12 @@ pub use crate::events::{Event, EVENT_CAPACITY};
 pub use status::{EngineStatus, PathStatus, PeerStatus};
 
 use crate::config::{EngineConfig, PeerConfig};
+use crate::conn::plane::DataPlane;
 use crate::conn::plane::{PlaneEvent, PLANE_EVENT_CAPACITY};
-use crate::conn::{ConnSetup, SignalSource};
+use crate::conn::{ConnSetup, ControlPlane, ControlStatus, PathIds, SignalSource};
 use crate::keys::{PrivateKey, PublicKey};
 use crate::path::{Inbound, Path, PathId, INBOUND_CAPACITY};
+use crate::relay::RelayManager;
 use crate::socket::{SocketError, SocketFactory};
 use crate::tun::Tun;
 use crate::wg::{DirectPath, EngineCounters};
@@ -117,31 +117,45 @@ pub(crate) struct Shared {
     pub rate_limiter: Arc<RateLimiter>,
     pub counters: EngineCounters,
     pub events: broadcast::Sender<Event>,
-    next_path_id: AtomicU64,
+    /// Path ids, shared with the control plane.
+    pub ids: PathIds,
     /// Where non-direct paths deliver what they receive.
     pub inbound: mpsc::Sender<Inbound>,
-    /// Bumped on every peer update, so the control plane follows.
-    pub peers_changed: watch::Sender<u64>,
-    /// The control plane's view of its servers, for status.
-    pub control: Mutex<ControlStatus>,
+    /// The configured peers' keys, so the control plane follows every update.
+    pub peer_keys: watch::Sender<Vec<PublicKey>>,
+    /// The control plane's view of its servers and connections, for status.
+    pub control: Arc<Mutex<ControlStatus>>,
     /// Whether the platform says a network is available; the control plane follows it.
     pub online: watch::Sender<bool>,
     /// The data plane's reports to the control plane (paths learned by roaming).
     plane_events: mpsc::Sender<PlaneEvent>,
-    /// Their receiving end, until the control plane takes it.
+    /// Their receiving end when no control plane runs (tests of the data plane alone).
     plane_events_rx: Mutex<Option<mpsc::Receiver<PlaneEvent>>>,
-}
-
-/// Signal and relay state as the control plane last saw them.
-#[derive(Debug, Clone, Default)]
-pub struct ControlStatus {
-    pub signal: Option<crate::signal::SignalState>,
-    pub relay: Option<crate::relay::RelayState>,
 }
 
 impl Engine {
     /// Starts the engine on `tun`. Must be called inside a tokio runtime.
     pub fn start(config: EngineConfig, tun: Tun, options: EngineOptions) -> Result<Engine, EngineError> {
+        Self::start_with(config, tun, options, true)
+    }
+
+    /// Starts the data plane alone, with no control plane to pick paths: for tests of the data
+    /// plane's own primitives.
+    #[cfg(test)]
+    pub(crate) fn start_data_plane(
+        config: EngineConfig,
+        tun: Tun,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        Self::start_with(config, tun, options, false)
+    }
+
+    fn start_with(
+        config: EngineConfig,
+        tun: Tun,
+        options: EngineOptions,
+        control: bool,
+    ) -> Result<Engine, EngineError> {
         let udp = options
             .sockets
             .udp_bind(SocketAddr::new(options.listen_ip, config.listen_port))?;
@@ -171,13 +185,13 @@ impl Engine {
             update_lock: Mutex::new(0),
             counters: EngineCounters::default(),
             events,
-            next_path_id: AtomicU64::new(1),
+            ids: PathIds::default(),
             inbound: inbound_tx,
-            peers_changed: watch::channel(0).0,
-            control: Mutex::new(ControlStatus::default()),
+            peer_keys: watch::channel(Vec::new()).0,
+            control: Arc::new(Mutex::new(ControlStatus::default())),
             online: watch::channel(true).0,
             plane_events,
-            plane_events_rx: Mutex::new(Some(plane_events_rx)),
+            plane_events_rx: Mutex::new(None),
         });
         let setup = ConnSetup::from_config(&config, &options.sockets, options.tun_name.as_deref());
         let signal = options
@@ -196,22 +210,39 @@ impl Engine {
             )),
             tokio::spawn(dataplane::timer_loop(shared.clone(), shutdown.subscribe())),
         ];
-        if let Some(source) = signal {
-            let (handle, incoming) = match source {
-                SignalSource::Grpc(grpc) => crate::signal::connect_grpc(config.private_key.clone(), grpc)?,
-                SignalSource::Hub(hub) => hub.connect(config.private_key.clone()),
+        if !control {
+            *shared.plane_events_rx.lock() = Some(plane_events_rx);
+        } else {
+            let plane_events = plane_events_rx;
+            let signal = match signal {
+                Some(SignalSource::Grpc(grpc)) => {
+                    Some(crate::signal::connect_grpc(config.private_key.clone(), grpc)?)
+                }
+                Some(SignalSource::Hub(hub)) => Some(hub.connect(config.private_key.clone())),
+                None => None,
             };
-            *shared.control.lock() = ControlStatus {
-                signal: Some(handle.state().borrow().clone()),
-                relay: None,
+            let relay = setup.relay.map(|r| Arc::new(RelayManager::start(r)));
+            {
+                let mut status = shared.control.lock();
+                status.signal = signal.as_ref().map(|(h, _)| h.state().borrow().clone());
+                status.relay = relay.as_ref().map(|r| r.state().borrow().clone());
+            }
+            let cp = ControlPlane {
+                plane: shared.clone() as Arc<dyn DataPlane>,
+                own: shared.public_key(),
+                wg_listen_port: listen_addr.port(),
+                ids: shared.ids.clone(),
+                inbound: shared.inbound.clone(),
+                events: shared.events.clone(),
+                peers: shared.peer_keys.subscribe(),
+                online: shared.online.subscribe(),
+                status: shared.control.clone(),
+                plane_events,
+                ice: setup.ice,
+                relay,
+                signal,
             };
-            tasks.push(tokio::spawn(crate::conn::run(
-                shared.clone(),
-                setup,
-                handle,
-                incoming,
-                shutdown.subscribe(),
-            )));
+            tasks.push(tokio::spawn(crate::conn::run(cp, shutdown.subscribe())));
         }
         tracing::info!(key = %shared.public_key(), listen = %listen_addr, "engine started");
         Ok(Engine {
@@ -274,17 +305,20 @@ impl Engine {
         self.shared.next_path_id()
     }
 
-    /// Attaches a path to a peer under `id` (from [`Engine::new_path_id`]). It becomes the
-    /// active path if it outranks the current one; the peer's first path gets a handshake.
-    // Interim: replaced by conn::peer::Conn (see `interim.rs`).
+    /// Attaches a path to a peer under `id` (from [`Engine::new_path_id`]). The peer's
+    /// connection weighs it like its own paths: it carries traffic when it is the best one.
     pub fn attach_path(&self, peer: &PublicKey, id: PathId, path: Arc<dyn Path>) -> Result<(), EngineError> {
-        self.shared.attach_path(peer, id, path)
+        if !self.shared.attach(peer, id, path) {
+            return Err(EngineError::UnknownPeer(*peer));
+        }
+        self.shared.report(PlaneEvent::PathAdded { peer: *peer, id });
+        Ok(())
     }
 
-    /// Detaches a path; traffic moves to the best remaining one.
-    // Interim: replaced by conn::peer::Conn (see `interim.rs`).
+    /// Detaches a path; the peer's connection moves traffic to the best remaining one.
     pub fn detach_path(&self, peer: &PublicKey, id: PathId) {
-        self.shared.detach_path(peer, id);
+        self.shared.detach(peer, id);
+        self.shared.report(PlaneEvent::PathAdded { peer: *peer, id });
     }
 
     /// Where non-direct paths deliver the datagrams they receive.
@@ -337,15 +371,12 @@ impl Shared {
     }
 
     pub fn next_path_id(&self) -> PathId {
-        PathId(self.next_path_id.fetch_add(1, Ordering::Relaxed))
+        self.ids.next()
     }
 
-    /// The data plane's reports (paths learned by roaming), for the control plane: `Some` the
+    /// The data plane's reports when no control plane runs (`start_data_plane`): `Some` the
     /// first time only.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "conn::peer::Conn's shell will take it")
-    )]
+    #[cfg(test)]
     pub fn take_plane_events(&self) -> Option<mpsc::Receiver<PlaneEvent>> {
         self.plane_events_rx.lock().take()
     }
@@ -373,14 +404,17 @@ impl Shared {
                 continue;
             };
             if let DirectPath::Created(path) = peer.direct_path(&self.udp, endpoint, || self.next_path_id()) {
-                // Interim: replaced by conn::peer::Conn, which activates the configured path.
-                self.interim_activate_if_outranks(peer, &path);
+                self.report(PlaneEvent::PathAdded {
+                    peer: peer.key,
+                    id: path.id,
+                });
             }
         }
         let count = table.by_key.len();
+        let keys = table.by_key.keys().copied().collect();
         self.table.store(Arc::new(table));
         tracing::debug!(count, "peers updated");
-        self.peers_changed.send_modify(|n| *n += 1);
+        self.peer_keys.send_replace(keys);
         let _ = self.events.send(Event::PeersUpdated { count });
     }
 

@@ -226,7 +226,7 @@ mod tests {
             .await
             .expect("reported within 5 s")
             .expect("channel open");
-        let PlaneEvent::DirectPath { peer, id } = event;
+        let PlaneEvent::PathAdded { peer, id } = event;
         assert_eq!(peer, lab.peer);
         let mut reply = [0u8; 256];
         let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut reply))
@@ -269,7 +269,8 @@ mod tests {
                 listen_ip: "127.0.0.1".parse().expect("address"),
                 ..Default::default()
             };
-            let engine = Engine::start(spec.validate().expect("valid"), tun, options).expect("starts");
+            let engine =
+                Engine::start_data_plane(spec.validate().expect("valid"), tun, options).expect("starts");
             let remote = Tunn::new(
                 theirs.to_x25519(),
                 own.public_key().to_x25519(),

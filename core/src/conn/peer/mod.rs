@@ -51,6 +51,13 @@ const PROVING_PAUSE_FIRST: Duration = Duration::from_millis(2500);
 /// …doubling to 30 s: about six probes a minute at most on a path that never answers, and a
 /// cleared fault is noticed within half a minute.
 const PROVING_PAUSE_MAX: Duration = Duration::from_secs(30);
+/// An ICE path condemned again within this long of the previous verdict is flapping (a
+/// middlebox that passes handshakes but drops data proves each new session and then fails it)…
+const FLAP_WINDOW: Duration = Duration::from_secs(300);
+/// …so the next session waits this long before taking traffic, doubling per verdict…
+const FLAP_HOLD_FIRST: Duration = Duration::from_secs(10);
+/// …up to five minutes.
+const FLAP_HOLD_MAX: Duration = Duration::from_secs(300);
 /// A relay path that failed to open or closed is reopened after this, doubling…
 const RELAY_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// …up to NetBird's guard cap (DESIGN 4).
@@ -104,6 +111,8 @@ pub enum Action {
     CloseRelay {
         id: PathId,
     },
+    /// The relay path was condemned: reconnect the relay connection under it.
+    ReconnectRelay,
     /// Attach the path object the shell holds under `id` to the data plane.
     Attach(PathId),
     Detach(PathId),
@@ -166,6 +175,8 @@ pub struct Conn {
     ice_path: Option<PathId>,
     pending_candidates: Vec<String>,
     relay: RelaySlot,
+    /// ICE verdicts in a row (each within `FLAP_WINDOW` of the one before) and the last one.
+    ice_verdicts: (u32, Option<Instant>),
     relay_retry: Option<Instant>,
     relay_failures: u32,
     paths: Paths,
@@ -202,6 +213,7 @@ impl Conn {
             ice_path: None,
             pending_candidates: Vec::new(),
             relay: RelaySlot::Idle,
+            ice_verdicts: (0, None),
             relay_retry: None,
             relay_failures: 0,
             paths: Paths::default(),
@@ -210,10 +222,6 @@ impl Conn {
             actions: VecDeque::new(),
             history: VecDeque::new(),
         }
-    }
-
-    pub fn is_controlling(&self) -> bool {
-        self.controlling
     }
 
     /// The next thing to do, in order.
@@ -323,7 +331,9 @@ impl Conn {
             return;
         }
         self.ice_path = Some(id);
-        self.paths.insert(PathEntry::new(id, kind, now));
+        let mut entry = PathEntry::new(id, kind, now);
+        entry.held_until = self.ice_hold(now);
+        self.paths.insert(entry);
         self.actions.push_back(Action::Attach(id));
         self.start_proving(now, id);
         self.reselect(now, SwitchReason::Better);
@@ -421,6 +431,19 @@ impl Conn {
     /// The data plane's newest observations of this peer.
     pub fn handle_observations(&mut self, now: Instant, obs: &PeerObservations) {
         self.handshake = Some((now, obs.since_handshake));
+        // Paths the data plane no longer has (the app detached them) are gone.
+        let vanished: Vec<PathId> = self
+            .paths
+            .iter()
+            .map(|p| p.id)
+            .filter(|id| obs.paths.iter().all(|s| s.id != *id))
+            .collect();
+        for id in vanished {
+            if self.ice_path == Some(id) {
+                self.ice_path = None;
+            }
+            self.remove_path(now, id, SwitchReason::Lost("path detached"));
+        }
         for seen in &obs.paths {
             if self.paths.get(seen.id).is_none() {
                 // A path the data plane made (a direct endpoint learned by roaming) or the app
@@ -482,6 +505,16 @@ impl Conn {
             self.maybe_open_relay(now);
         }
         self.proving_timeouts(now);
+        let mut released = false;
+        for p in self.paths.iter_mut() {
+            if p.held_until.is_some_and(|h| now >= h) {
+                p.held_until = None;
+                released = true;
+            }
+        }
+        if released {
+            self.reselect(now, SwitchReason::Better);
+        }
         let paths = self.guard_paths();
         if self.guard.poll_offer(now, paths, &mut self.rng) {
             self.send_offer();
@@ -553,6 +586,9 @@ impl Conn {
         self.reselect(now, SwitchReason::Stale(reason));
         match kind {
             PathKind::IceP2p | PathKind::IceTurn => {
+                let (count, last) = self.ice_verdicts;
+                let flapping = last.is_some_and(|l| now.saturating_duration_since(l) < FLAP_WINDOW);
+                self.ice_verdicts = (if flapping { count.saturating_add(1) } else { 1 }, Some(now));
                 // A new session with fresh credentials, announced at once so that the peer
                 // falls back too instead of waiting for its own watcher.
                 self.end_ice(now, SwitchReason::Stale(reason));
@@ -567,6 +603,19 @@ impl Conn {
             // Kept as the last resort; fresh proof (roaming) restores it.
             PathKind::Direct => {}
         }
+    }
+
+    /// Until when a new ICE path is held down after repeated verdicts.
+    fn ice_hold(&self, now: Instant) -> Option<Instant> {
+        let (count, last) = self.ice_verdicts;
+        let last = last?;
+        if count < 2 || now.saturating_duration_since(last) >= FLAP_WINDOW {
+            return None;
+        }
+        let hold = FLAP_HOLD_FIRST
+            .saturating_mul(1 << (count - 2).min(8))
+            .min(FLAP_HOLD_MAX);
+        Some(last + hold)
     }
 
     /// Ends the ICE session: its path goes, and the next offer carries fresh credentials.
@@ -711,7 +760,10 @@ impl Conn {
                 let rounds = pr.failed_rounds.saturating_add(1);
                 Proving {
                     sent: 0,
-                    due: now + PROVING_PAUSE_FIRST.saturating_mul(1 << rounds.min(4)).min(PROVING_PAUSE_MAX),
+                    due: now
+                        + PROVING_PAUSE_FIRST
+                            .saturating_mul(1 << rounds.min(4))
+                            .min(PROVING_PAUSE_MAX),
                     failed_rounds: rounds,
                 }
             };
@@ -724,7 +776,7 @@ impl Conn {
 
     /// Puts the best path in charge (`Paths::select`), and tells the data plane.
     fn reselect(&mut self, now: Instant, why: SwitchReason) {
-        let next = self.paths.select(self.active);
+        let next = self.paths.select(self.active, now);
         if next == self.active {
             return;
         }

@@ -22,6 +22,8 @@ pub struct PathEntry {
     pub proving: Option<Proving>,
     /// When the path was attached or came back up: proof must be newer.
     pub since: Instant,
+    /// Proof or not, the path takes no traffic before this (a hold-down against flapping).
+    pub held_until: Option<Instant>,
 }
 
 impl PathEntry {
@@ -35,6 +37,7 @@ impl PathEntry {
             observed: PathObservations::default(),
             proving: None,
             since: now,
+            held_until: None,
         }
     }
 
@@ -45,6 +48,11 @@ impl PathEntry {
     /// Up and not condemned.
     pub fn usable(&self) -> bool {
         self.up && !self.is_stale()
+    }
+
+    /// Held down at `now`: it may not take traffic over on the strength of its proof.
+    pub fn is_held(&self, now: Instant) -> bool {
+        self.held_until.is_some_and(|h| now < h)
     }
 
     /// Age of the newest proof of life at `now`.
@@ -109,16 +117,17 @@ impl Paths {
     /// - without proof anywhere, the active path while usable, else the best usable one;
     /// - with nothing usable, the active path as a last resort (a lone direct endpoint that
     ///   failed its probes is still better than dropping everything).
-    pub fn select(&self, active: Option<PathId>) -> Option<PathId> {
+    /// A held-down path counts as unproven.
+    pub fn select(&self, active: Option<PathId>, now: Instant) -> Option<PathId> {
         let current = active.and_then(|id| self.get(id));
         let best_proven = self
             .all
             .iter()
-            .filter(|p| p.usable() && p.proven)
+            .filter(|p| p.usable() && p.proven && !p.is_held(now))
             .max_by_key(|p| p.kind);
         if let Some(best) = best_proven {
             return match current {
-                Some(c) if c.usable() && c.proven && c.kind >= best.kind => Some(c.id),
+                Some(c) if c.usable() && c.proven && !c.is_held(now) && c.kind >= best.kind => Some(c.id),
                 _ => Some(best.id),
             };
         }
@@ -152,11 +161,11 @@ mod tests {
         let mut paths = Paths::default();
         paths.insert(entry(1, PathKind::Relay, true));
         paths.insert(entry(2, PathKind::IceP2p, false));
-        assert_eq!(paths.select(Some(PathId(1))), Some(PathId(1)));
+        assert_eq!(paths.select(Some(PathId(1)), t(0)), Some(PathId(1)));
         if let Some(ice) = paths.get_mut(PathId(2)) {
             ice.proven = true;
         }
-        assert_eq!(paths.select(Some(PathId(1))), Some(PathId(2)));
+        assert_eq!(paths.select(Some(PathId(1)), t(0)), Some(PathId(2)));
     }
 
     #[test]
@@ -169,8 +178,8 @@ mod tests {
                 waited: Duration::from_secs(20),
             });
         }
-        assert_eq!(paths.select(Some(PathId(2))), Some(PathId(1)));
-        assert_eq!(paths.select(None), Some(PathId(1)));
+        assert_eq!(paths.select(Some(PathId(2)), t(0)), Some(PathId(1)));
+        assert_eq!(paths.select(None, t(0)), Some(PathId(1)));
     }
 
     #[test]
@@ -178,8 +187,8 @@ mod tests {
         let mut paths = Paths::default();
         paths.insert(entry(1, PathKind::Relay, false));
         paths.insert(entry(2, PathKind::IceTurn, false));
-        assert_eq!(paths.select(None), Some(PathId(2)));
-        assert_eq!(paths.select(Some(PathId(1))), Some(PathId(1)));
+        assert_eq!(paths.select(None, t(0)), Some(PathId(2)));
+        assert_eq!(paths.select(Some(PathId(1)), t(0)), Some(PathId(1)));
     }
 
     #[test]
@@ -191,6 +200,6 @@ mod tests {
                 waited: Duration::from_secs(20),
             });
         }
-        assert_eq!(paths.select(Some(PathId(1))), Some(PathId(1)));
+        assert_eq!(paths.select(Some(PathId(1)), t(0)), Some(PathId(1)));
     }
 }

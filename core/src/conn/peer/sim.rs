@@ -23,6 +23,9 @@ use crate::path::PathObservations;
 const STEP: Duration = Duration::from_millis(250);
 /// Round trip on every simulated path.
 const RTT: Duration = Duration::from_millis(20);
+/// A path gets at most the watcher's three probes and the proving rounds (3 at once, then 3
+/// after 5, 10, 20 s: 12 in the first 40 s) in any minute.
+const MAX_PROBES_PER_MINUTE: usize = 15;
 /// ICE connects this long after a session starts and the peer answered.
 const ICE_CONNECT: Duration = Duration::from_millis(600);
 
@@ -204,7 +207,7 @@ impl World {
                     let minute_ago = self.now.checked_sub(Duration::from_secs(60));
                     times.retain(|t| Some(*t) > minute_ago);
                     assert!(
-                        times.len() <= 12,
+                        times.len() <= MAX_PROBES_PER_MINUTE,
                         "{} probes on one path within a minute\n{}",
                         times.len(),
                         self.trace()

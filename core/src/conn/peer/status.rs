@@ -95,7 +95,7 @@ pub(super) fn build(conn: &Conn, now: Instant) -> ConnStatus {
                 id: p.id,
                 kind: p.kind,
                 health: p.watcher.health(),
-                usable: p.usable() && (p.proven || conn.active == Some(p.id)),
+                usable: p.usable() && !p.is_held(now) && (p.proven || conn.active == Some(p.id)),
                 last_proof: p.proof_age(now),
                 rtt: p.watcher.rtt(),
             })
