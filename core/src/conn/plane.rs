@@ -34,6 +34,9 @@ pub struct PeerObservations {
     /// Time since WireGuard's last completed handshake (boringtun's own clock, which counts
     /// sleep); `None` before the first.
     pub since_handshake: Option<Duration>,
+    /// Datagrams WireGuard wanted to send while the peer had no active path (a handshake
+    /// initiation among them, when data was waiting for a session).
+    pub no_path_drops: u64,
 }
 
 /// One attached path as the data plane sees it.

@@ -95,6 +95,7 @@ impl DataPlane for Shared {
         Some(PeerObservations {
             paths,
             since_handshake,
+            no_path_drops: p.counters.snapshot().no_path,
         })
     }
 }

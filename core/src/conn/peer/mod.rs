@@ -183,6 +183,10 @@ pub struct Conn {
     active: Option<PathId>,
     /// Time since the last handshake as the data plane reported it, and when.
     handshake: Option<(Instant, Option<Duration>)>,
+    /// The data plane's count of datagrams dropped for want of a path, last seen.
+    no_path_drops: u64,
+    /// WireGuard tried to send with no path: data is waiting for a session.
+    waiting: bool,
     actions: VecDeque<Action>,
     history: VecDeque<Switch>,
 }
@@ -219,6 +223,8 @@ impl Conn {
             paths: Paths::default(),
             active: None,
             handshake: None,
+            no_path_drops: 0,
+            waiting: false,
             actions: VecDeque::new(),
             history: VecDeque::new(),
         }
@@ -431,6 +437,10 @@ impl Conn {
     /// The data plane's newest observations of this peer.
     pub fn handle_observations(&mut self, now: Instant, obs: &PeerObservations) {
         self.handshake = Some((now, obs.since_handshake));
+        if obs.no_path_drops > self.no_path_drops {
+            self.no_path_drops = obs.no_path_drops;
+            self.waiting = obs.since_handshake.is_none();
+        }
         // Paths the data plane no longer has (the app detached them) are gone.
         let vanished: Vec<PathId> = self
             .paths
@@ -481,6 +491,11 @@ impl Conn {
                 Some(Watch::Verdict(reason)) => verdicts.push((id, reason)),
                 None => {}
             }
+        }
+        if let (true, None, Some(id), true) = (self.waiting, obs.since_handshake, self.active, self.online) {
+            // Data waited while there was no path; the handshake WireGuard tried then was lost.
+            self.waiting = false;
+            probes.push(id);
         }
         self.floor_check(now, obs.since_handshake, &mut verdicts);
         for id in probes {
@@ -794,9 +809,12 @@ impl Conn {
         self.active = next;
         self.actions.push_back(Action::Activate(next));
         // A handshake that went out on the old path (or nowhere) goes again on the new one at
-        // once, rather than after WireGuard's 5 s retry; only the initiator sends it.
+        // once, rather than after WireGuard's 5 s retry. The controller sends it; the
+        // controlled side only when its own data was left waiting with no path (WireGuard
+        // would initiate then anyway), so that on a fresh pair initiations do not cross.
         let no_session = self.handshake.is_none_or(|(_, since)| since.is_none());
-        if let (Some(id), true, true) = (next, no_session, self.controlling && self.online) {
+        let initiator = self.controlling || std::mem::take(&mut self.waiting);
+        if let (Some(id), true, true) = (next, no_session, initiator && self.online) {
             let proving = self.paths.get(id).is_some_and(|p| p.proving.is_some());
             if !proving {
                 self.actions.push_back(Action::SendHandshake(id));

@@ -280,6 +280,7 @@ impl World {
                 })
                 .collect(),
             since_handshake: self.last_handshake.map(|t| self.now.saturating_duration_since(t)),
+            no_path_drops: 0,
         }
     }
 
