@@ -23,7 +23,9 @@ pub mod wg;
 pub use config::{
     ConfigError, EngineConfig, EngineSpec, IceSpec, PeerConfig, PeerSpec, RelaySpec, SignalSpec, TurnSpec,
 };
+pub use conn::{Health, StaleReason};
 pub use engine::{
     Engine, EngineError, EngineOptions, EngineStatus, Event, PathStatus, PeerStatus, StatusSource,
+    SwitchRecord,
 };
 pub use keys::{PresharedKey, PrivateKey, PublicKey};

@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use crate::events::{Event, EVENT_CAPACITY};
-pub use status::{EngineStatus, PathStatus, PeerStatus};
+pub use status::{EngineStatus, PathStatus, PeerStatus, SwitchRecord};
 
 use crate::config::{EngineConfig, PeerConfig};
 use crate::conn::plane::DataPlane;
@@ -436,7 +436,12 @@ impl Shared {
     fn status(&self) -> EngineStatus {
         let control = self.control.lock().clone();
         let table = self.table.load();
-        let mut peers: Vec<PeerStatus> = table.by_key.values().map(|p| status::peer_status(p)).collect();
+        let now = crate::clock::Instant::now();
+        let mut peers: Vec<PeerStatus> = table
+            .by_key
+            .values()
+            .map(|p| status::peer_status(p, control.peers.get(&p.key), now))
+            .collect();
         peers.sort_by_key(|p| p.public_key);
         EngineStatus {
             public_key: self.public_key(),

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::clock::Instant;
+use crate::conn::{ConnStatus, Health};
 use crate::keys::PublicKey;
 use crate::path::{PathId, PathKind, PathObservations};
 use crate::wg::{EngineCountersSnapshot, PeerCountersSnapshot};
@@ -29,6 +31,19 @@ pub struct PeerStatus {
     pub last_handshake: Option<Duration>,
     pub counters: PeerCountersSnapshot,
     pub paths: Vec<PathStatus>,
+    /// The newest path switches, oldest first (a bounded history).
+    pub switches: Vec<SwitchRecord>,
+}
+
+/// One change of the active path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchRecord {
+    /// How long ago it happened.
+    pub ago: Duration,
+    pub from: Option<PathKind>,
+    pub to: Option<PathKind>,
+    /// Why, e.g. "no answer to 3 probes in 1.5 s".
+    pub reason: String,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +52,15 @@ pub struct PathStatus {
     pub kind: PathKind,
     pub remote: String,
     pub active: bool,
+    /// The watcher's view: alive, probing or stale (`None` before the control plane saw it).
+    pub health: Option<Health>,
+    /// Can carry traffic now: the active path, or a standby that is up, proven and not
+    /// condemned.
+    pub usable: bool,
+    /// Age of the last authenticated packet received on it.
+    pub last_proof: Option<Duration>,
+    /// Handshake round trip measured on it.
+    pub rtt: Option<Duration>,
     pub observations: PathObservations,
 }
 
@@ -47,20 +71,42 @@ impl PeerStatus {
     }
 }
 
-pub(crate) fn peer_status(peer: &crate::wg::Peer) -> PeerStatus {
+pub(crate) fn peer_status(peer: &crate::wg::Peer, conn: Option<&ConnStatus>, now: Instant) -> PeerStatus {
     let active = peer.active_path();
     let last_handshake = peer.tunn.lock().time_since_last_handshake();
     let paths = peer
         .paths()
         .iter()
-        .map(|p| PathStatus {
-            id: p.id,
-            kind: p.path.kind(),
-            remote: p.path.remote(),
-            active: active.as_ref().is_some_and(|a| a.id == p.id),
-            observations: p.stats.snapshot(),
+        .map(|p| {
+            let observations = p.stats.snapshot();
+            let is_active = active.as_ref().is_some_and(|a| a.id == p.id);
+            let health = conn.and_then(|c| c.paths.iter().find(|h| h.id == p.id));
+            PathStatus {
+                id: p.id,
+                kind: p.path.kind(),
+                remote: p.path.remote(),
+                active: is_active,
+                health: health.map(|h| h.health),
+                usable: is_active || health.is_some_and(|h| h.usable),
+                last_proof: observations.last_rx.map(|t| now.saturating_duration_since(t)),
+                rtt: observations.rtt,
+                observations,
+            }
         })
         .collect();
+    let switches = conn
+        .map(|c| {
+            c.switches
+                .iter()
+                .map(|s| SwitchRecord {
+                    ago: now.saturating_duration_since(s.at),
+                    from: s.from,
+                    to: s.to,
+                    reason: s.reason.to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     PeerStatus {
         public_key: peer.key,
         active_path: active.as_ref().map(|a| a.path.kind()),
@@ -68,6 +114,7 @@ pub(crate) fn peer_status(peer: &crate::wg::Peer) -> PeerStatus {
         last_handshake,
         counters: peer.counters.snapshot(),
         paths,
+        switches,
     }
 }
 
@@ -96,8 +143,36 @@ impl std::fmt::Display for EngineStatus {
                 (Some(kind), None) => writeln!(f, "  path: {kind}")?,
                 (None, _) => writeln!(f, "  path: none")?,
             }
-            for standby in p.paths.iter().filter(|path| !path.active) {
+            for standby in p.paths.iter().filter(|path| !path.active && path.usable) {
                 writeln!(f, "  standby: {} {}", standby.kind, standby.remote)?;
+            }
+            for path in &p.paths {
+                let health = path
+                    .health
+                    .map_or_else(|| "unwatched".to_owned(), |h| h.to_string());
+                let proof = path
+                    .last_proof
+                    .map_or_else(|| "never".to_owned(), |t| format!("{:.1} s ago", t.as_secs_f64()));
+                let rtt = path.rtt.map_or_else(
+                    || "-".to_owned(),
+                    |r| format!("{:.1} ms", r.as_secs_f64() * 1000.0),
+                );
+                writeln!(
+                    f,
+                    "  health: {} {health}, last proof {proof}, rtt {rtt}",
+                    path.kind
+                )?;
+            }
+            for s in &p.switches {
+                let name = |k: Option<PathKind>| k.map_or_else(|| "none".to_owned(), |k| k.to_string());
+                writeln!(
+                    f,
+                    "  switched {:.1} s ago: {} → {}: {}",
+                    s.ago.as_secs_f64(),
+                    name(s.from),
+                    name(s.to),
+                    s.reason
+                )?;
             }
             match p.last_handshake {
                 Some(t) => writeln!(f, "  latest handshake: {:.1} s ago", t.as_secs_f64())?,
