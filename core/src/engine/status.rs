@@ -143,6 +143,10 @@ impl std::fmt::Display for EngineStatus {
                 (Some(kind), None) => writeln!(f, "  path: {kind}")?,
                 (None, _) => writeln!(f, "  path: none")?,
             }
+            match p.last_handshake {
+                Some(t) => writeln!(f, "  latest handshake: {:.1} s ago", t.as_secs_f64())?,
+                None => writeln!(f, "  latest handshake: never")?,
+            }
             for standby in p.paths.iter().filter(|path| !path.active && path.usable) {
                 writeln!(f, "  standby: {} {}", standby.kind, standby.remote)?;
             }
@@ -173,10 +177,6 @@ impl std::fmt::Display for EngineStatus {
                     name(s.to),
                     s.reason
                 )?;
-            }
-            match p.last_handshake {
-                Some(t) => writeln!(f, "  latest handshake: {:.1} s ago", t.as_secs_f64())?,
-                None => writeln!(f, "  latest handshake: never")?,
             }
             let c = &p.counters;
             writeln!(
