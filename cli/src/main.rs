@@ -99,7 +99,13 @@ fn flag(args: &[String], name: &str) -> Result<Option<String>, CliError> {
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info for peerlink, warn otherwise).
+/// webrtc-ice's routine "unknown TransactionID" warning shows only at debug ([`IceLogNoise`]).
+///
+/// [`IceLogNoise`]: peerlink_core::ice::IceLogNoise
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let default = if std::env::args().nth(1).as_deref() == Some("demo") {
         "warn,webrtc_ice=error"
     } else {
@@ -111,5 +117,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .finish()
+        .with(peerlink_core::ice::IceLogNoise)
         .init();
 }

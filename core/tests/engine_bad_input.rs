@@ -79,6 +79,26 @@ async fn garbage_datagrams_are_counted_and_the_tunnel_keeps_working() {
     );
 }
 
+/// NetBird's hole punch (client/internal/peer/worker_ice.go, `punchRemoteWGPort`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netbirds_punch_is_not_counted_as_garbage() {
+    let (a, b) = pair(true);
+    ping(&a, &b, 1).await;
+    let netbird = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = b.engine.listen_addr();
+    netbird.send_to(b"nb", target).await.unwrap();
+    // One real piece of garbage after it, from the same socket, marks when both have arrived.
+    netbird.send_to(b"n", target).await.unwrap();
+    wait_until("garbage counted", || b.engine.status().drops.net_garbage >= 1).await;
+    ping(&a, &b, 2).await;
+    assert_eq!(
+        b.engine.status().drops.net_garbage,
+        1,
+        "{:#?}",
+        b.engine.status().drops
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_tun_is_counted_and_the_tunnel_keeps_working() {
     let (a, b) = pair(true);

@@ -43,6 +43,7 @@ pub fn init_logging(level: LogLevel) {
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(platform_layer())
+        .with(peerlink_core::ice::IceLogNoise)
         .try_init();
     if installed.is_err() {
         return;

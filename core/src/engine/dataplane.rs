@@ -43,6 +43,11 @@ const COOKIE_REPLY_TYPE: u8 = 3;
 /// Tun packets read per wakeup before the run goes out: the kernel's UDP_MAX_SEGMENTS, so a
 /// burst of full-size packets fills at most one segmented send.
 const TUN_BURST: usize = gso::MAX_SEGMENTS;
+/// NetBird's hole punch: the two bytes "nb" that a NetBird client sends once, from its
+/// WireGuard socket to our ICE candidate's address at our advertised WireGuard port, a second
+/// after its ICE connects (`punchRemoteWGPort` in client/internal/peer/worker_ice.go, v0.77.1).
+/// It carries nothing; it is expected, not garbage.
+const NETBIRD_PUNCH: &[u8] = b"nb";
 
 use batch::SendBatch;
 
@@ -332,6 +337,10 @@ impl Shared {
     ) -> Option<(&'t Arc<Peer>, Option<Authenticated>)> {
         let packet = match Tunn::parse_incoming_packet(datagram) {
             Ok(p) => p,
+            Err(_) if is_netbird_punch(datagram) => {
+                tracing::trace!(?source, "NetBird's hole punch");
+                return None;
+            }
             Err(_) => {
                 tracing::trace!(len = datagram.len(), "not a WireGuard message");
                 self.counters.net_garbage(1);
@@ -461,9 +470,31 @@ impl Shared {
     }
 }
 
+/// A datagram that is not WireGuard but that NetBird sends on purpose (see [`NETBIRD_PUNCH`]).
+fn is_netbird_punch(datagram: &[u8]) -> bool {
+    datagram == NETBIRD_PUNCH
+}
+
 fn send_on(peer: &Peer, path: &AttachedPath, datagram: &[u8], now: Instant) {
     if let Err(e) = path.send(now, datagram) {
         tracing::trace!(peer = %peer.key, path = ?path.id, error = %e, "send failed");
         peer.counters.send_failed(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netbirds_punch_is_recognised_and_nothing_else() {
+        assert!(is_netbird_punch(&[0x6e, 0x62]));
+        for other in [&b""[..], b"n", b"nb\0", b"bn", b"NB", &[0x04, 0, 0, 0]] {
+            assert!(!is_netbird_punch(other), "{other:?}");
+        }
+        assert!(
+            Tunn::parse_incoming_packet(NETBIRD_PUNCH).is_err(),
+            "never a WireGuard message"
+        );
     }
 }

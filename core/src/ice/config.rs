@@ -1,5 +1,6 @@
 //! What an ICE worker is configured with: servers, NetBird's timings, network types and which
-//! interfaces may give candidates. Everything has NetBird's value as its default.
+//! interfaces may give candidates. Everything has NetBird's value as its default, except the
+//! srflx and prflx acceptance waits, shortened so a connect is not mostly waiting.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -15,12 +16,18 @@ pub const FAILED_TIMEOUT: Duration = Duration::from_secs(6);
 /// NetBird's `iceRelayAcceptanceMinWaitDefault`: a relay pair is nominated only after 2 s, to
 /// leave direct pairs time to win.
 pub const RELAY_ACCEPTANCE_WAIT: Duration = Duration::from_secs(2);
-/// pion's `defaultSrflxAcceptanceMinWait` (NetBird keeps it): 500 ms.
-pub const SRFLX_ACCEPTANCE_WAIT: Duration = Duration::from_millis(500);
-/// pion's `defaultPrflxAcceptanceMinWait` (NetBird keeps it): 1 s.
-pub const PRFLX_ACCEPTANCE_WAIT: Duration = Duration::from_millis(1000);
-/// pion's `defaultHostAcceptanceMinWait` (NetBird keeps it): host pairs are nominated at once.
+/// One webrtc-ice check interval (200 ms) plus a LAN round trip: an earlier-signalled host pair wins.
+pub const SRFLX_ACCEPTANCE_WAIT: Duration = Duration::from_millis(250);
+/// Half a check interval: a prflx is the remote's socket as we see it, as good as what it stands for.
+pub const PRFLX_ACCEPTANCE_WAIT: Duration = Duration::from_millis(100);
+/// Zero, as in pion and NetBird: no pair beats a host pair, so it is nominated at once.
 pub const HOST_ACCEPTANCE_WAIT: Duration = Duration::ZERO;
+// The better pair keeps its head start: host, then prflx, then srflx, and relay well after.
+const _: () = assert!(
+    HOST_ACCEPTANCE_WAIT.as_millis() <= PRFLX_ACCEPTANCE_WAIT.as_millis()
+        && PRFLX_ACCEPTANCE_WAIT.as_millis() <= SRFLX_ACCEPTANCE_WAIT.as_millis()
+        && SRFLX_ACCEPTANCE_WAIT.as_millis() * 4 <= RELAY_ACCEPTANCE_WAIT.as_millis()
+);
 /// DESIGN 12: `Agent::close()` can deadlock in webrtc-ice 0.17; waiting longer than a couple of
 /// its 200 ms check intervals plus socket teardown means it will not return.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);

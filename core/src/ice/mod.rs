@@ -27,6 +27,7 @@ mod config;
 mod credentials;
 mod error;
 mod events;
+mod log_noise;
 mod path;
 mod session;
 mod turn_rest;
@@ -43,6 +44,7 @@ pub use config::{
 pub use credentials::{IceCredentials, PWD_LEN, UFRAG_LEN};
 pub use error::IceError;
 pub use events::{CandidateInfo, IceEvent, IceState, PairInfo, ICE_EVENT_CAPACITY};
+pub use log_noise::{is_routine_ice_warning, IceLogNoise};
 pub use path::{IcePath, OUTBOUND_CAPACITY};
 pub use session::{is_controlling, IceSession, PathBinding, SessionChange};
 pub use turn_rest::{turn_rest_credentials, turn_rest_credentials_for};
