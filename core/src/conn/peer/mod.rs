@@ -12,6 +12,8 @@ pub mod watcher;
 
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
