@@ -396,9 +396,9 @@ impl Shell {
     /// with the old connection open again.
     fn on_relay_state(&mut self, state: crate::relay::RelayState, now: Instant) {
         self.status.lock().relay = Some(state.clone());
-        let _ = self.events.send(Event::RelayStateChanged(state));
-        let url = self.relay.as_ref().and_then(|r| r.instance_url());
-        if url.is_some() {
+        let _ = self.events.send(Event::RelayStateChanged(state.clone()));
+        if let crate::relay::RelayState::Connected { instance_url, .. } = state {
+            let url = Some(instance_url);
             self.each_peer(now, |conn| conn.handle_home_relay(now, url.clone()));
         }
     }

@@ -407,16 +407,18 @@ impl Conn {
 
     /// Our home relay's instance URL (`None`: not connected). Peers learn a change from a fresh
     /// offer, and relay paths wait for a connection.
+    /// Also called when the home relay (re)connects under the same URL: a relay path waiting
+    /// for its retry opens at once.
     pub fn handle_home_relay(&mut self, now: Instant, url: Option<String>) {
-        if self.home_relay == url {
-            return;
-        }
+        let changed = self.home_relay != url;
         self.home_relay = url;
         if self.home_relay.is_some() && self.relay == RelaySlot::Idle {
             self.relay_retry = None;
             self.maybe_open_relay(now);
         }
-        self.offer_if_changed();
+        if changed {
+            self.offer_if_changed();
+        }
     }
 
     pub fn handle_signal_connected(&mut self, now: Instant) {
