@@ -116,12 +116,13 @@ impl Conn {
             p.up = false;
         }
         self.reselect(now, why);
-        if self.paths.remove(id).is_some() {
-            self.actions.push_back(Action::Detach(id));
-        }
+        let Some(gone) = self.paths.remove(id) else { return };
         if self.active == Some(id) {
-            self.active = None;
+            // It was the last resort: whatever remains (or nothing) takes over, on the record.
+            let next = self.paths.select(None, now);
+            self.switch_to(now, next, Some(gone.kind), why);
         }
+        self.actions.push_back(Action::Detach(id));
     }
 
     /// Starts the ICE session when both sides' credentials are known and none runs for them.
@@ -249,12 +250,23 @@ impl Conn {
         if next == self.active {
             return;
         }
-        let kind_of = |id: Option<PathId>, paths: &Paths| id.and_then(|id| paths.get(id)).map(|p| p.kind);
+        let from = self.active.and_then(|id| self.paths.get(id)).map(|p| p.kind);
+        self.switch_to(now, next, from, why);
+    }
+
+    /// Makes `next` the active path (`from` being the kind of the one before) and records why.
+    pub(super) fn switch_to(
+        &mut self,
+        now: Instant,
+        next: Option<PathId>,
+        from: Option<PathKind>,
+        why: SwitchReason,
+    ) {
         let switch = Switch {
             at: now,
-            from: kind_of(self.active, &self.paths),
-            to: kind_of(next, &self.paths),
-            reason: if self.active.is_none() {
+            from,
+            to: next.and_then(|id| self.paths.get(id)).map(|p| p.kind),
+            reason: if from.is_none() {
                 SwitchReason::FirstPath
             } else {
                 why
