@@ -366,8 +366,8 @@ if want d; then
     RC=$NA-n
     nat_router "$RC" 4
     lab_check "d: connected through signal, ICE and relay" nb_connect wd "$NA" "$NB" yes yes
-    lab_wait 15 "ICE P2P with the relay on standby" ice_with_relay_standby pawd || true
     d_ready() { ice_with_relay_standby pawd && [[ $(path_kind pbwd) == ice-p2p ]]; }
+    lab_wait 15 "ICE P2P with the relay on standby (A), ICE P2P (B)" d_ready || true
     lab_check "d: ICE P2P carries the traffic, relay on standby (A), ICE P2P (B)" d_ready
     ping_start wd
     lab_check "d: the steady ping is answered before the roam" ping_ok_before
