@@ -11,7 +11,8 @@ use peerlink_core::PrivateKey;
 
 const USAGE: &str = "\
 usage:
-  peerlink up --config FILE     run the engine on a tun device (needs CAP_NET_ADMIN)
+  peerlink up --config FILE     run the engine on a tun device (needs CAP_NET_ADMIN);
+                                SIGUSR1 = the network changed (reconnect, restart ICE)
   peerlink status [--interface NAME | --socket PATH]
                                 print the peers of a running `peerlink up`
   peerlink genkey               print a new private key (base64)

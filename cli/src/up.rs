@@ -1,4 +1,5 @@
-//! `peerlink up`: the engine on a real Linux tun, until SIGINT or SIGTERM.
+//! `peerlink up`: the engine on a real Linux tun, until SIGINT or SIGTERM. SIGUSR1 tells the
+//! engine that the network changed (`Engine::network_changed(true)`), as a platform would.
 
 use std::path::Path;
 
@@ -85,7 +86,7 @@ pub fn run(path: &str) -> Result<(), UpError> {
             engine.public_key().to_base64(),
             engine.listen_addr()
         );
-        wait_for_signal().await;
+        wait_for_signal(&engine).await;
         server.abort();
         let _ = std::fs::remove_file(&socket);
         engine.stop().await;
@@ -93,16 +94,23 @@ pub fn run(path: &str) -> Result<(), UpError> {
     })
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM; meanwhile each SIGUSR1 reports a network change to the engine.
+async fn wait_for_signal(engine: &Engine) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+    ) else {
         // Without signal handlers the only way out is being killed, which is still clean for a tun.
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = usr1.recv() => engine.network_changed(true),
+        }
     }
 }

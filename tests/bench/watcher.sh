@@ -4,9 +4,12 @@
 #   stale ice-p2p -> traffic again   case (a), RUNS runs: median and worst (target ≤ 5 s)
 #   fault removed -> ice-p2p again   case (f), RUNS runs: median and worst
 #   stale relay -> traffic again     case (b), RUNS runs: median and worst
+#   remote restart -> traffic again  case (c), RUNS runs: median and worst (and -> ice-p2p again)
+#   roam -> traffic again            case (d), RUNS runs: median and worst (target ≤ 1 s; and
+#                                    -> ice-p2p again)
 #   false verdicts in the soak       case (e), SOAK_RUNS runs of SOAK_SECS s at 5 % loss (target 0)
 # Environment: RUNS (default 10), SOAK_RUNS (default 1), SOAK_SECS (default 600: the figure is
-# for a 10-minute soak), STALE_BOUND and HEAL_BOUND as in the suite. A run that did not recover
+# for a 10-minute soak), STALE_BOUND, HEAL_BOUND, RESTART_BOUND and ROAM_BOUND as in the suite. A run that did not recover
 # within the suite's bound counts as "> bound" (and makes the worst figure that).
 # Usage: tests/bench/watcher.sh   (the release CLI must be built: cargo build --release -p peerlink-cli)
 set -uo pipefail
@@ -16,6 +19,7 @@ RUNS=${RUNS:-10}
 SOAK_RUNS=${SOAK_RUNS:-1}
 export SOAK_SECS=${SOAK_SECS:-600}
 export STALE_BOUND=${STALE_BOUND:-20} HEAL_BOUND=${HEAL_BOUND:-60}
+export RESTART_BOUND=${RESTART_BOUND:-20} ROAM_BOUND=${ROAM_BOUND:-20}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/peerlink-bench-watcher.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 : >"$TMP/figures"
@@ -34,7 +38,7 @@ run() {
     done
 }
 
-((RUNS > 0)) && run "a b" "$RUNS"
+((RUNS > 0)) && run "a b c d" "$RUNS"
 ((SOAK_RUNS > 0)) && run e "$SOAK_RUNS"
 
 # summary PREFIX BOUND TARGET: median and worst of the seconds after PREFIX ("none"/"not" = > BOUND).
@@ -56,6 +60,10 @@ if ((RUNS > 0)); then
     summary "stale ice-p2p -> traffic again" "$STALE_BOUND" "≤ 5 s"
     summary "fault removed -> traffic on ice-p2p again" "$HEAL_BOUND" ""
     summary "stale relay -> traffic again" "$STALE_BOUND" "≤ 5 s"
+    summary "remote restart -> traffic again" "$RESTART_BOUND" ""
+    summary "remote restart -> ice-p2p again" "$HEAL_BOUND" ""
+    summary "roam -> traffic again" "$ROAM_BOUND" "≤ 1 s"
+    summary "roam -> ice-p2p again" "$HEAL_BOUND" ""
 fi
 if ((SOAK_RUNS > 0)); then
     grep -F 'figure: soak ' "$TMP/figures" | awk -v secs="$SOAK_SECS" '

@@ -25,9 +25,23 @@
 #      so about 10 % of echoes are lost per way), steady ping for SOAK_SECS; `peerlink status` is
 #      sampled every second and every sample must show ICE P2P (loss alone must not condemn a
 #      path). Figure: false verdicts (switches away from ICE P2P seen in the samples).
+#   c  The remote engine restarts with the same key while the network stays up (issue 9): ICE
+#      P2P carries a steady ping, peer B's `peerlink up` is killed with SIGKILL (no goodbye, so
+#      A's ICE agent and WireGuard session still believe in B) and started again at once with the
+#      same config. Traffic must flow again within RESTART_BOUND s of the restart; the path must
+#      be ICE P2P on both peers again within HEAL_BOUND s. Figure: restart -> first reply.
+#   d  A roam (issue 9): peer A leaves router A's LAN (its link is deleted, as a phone leaves a
+#      Wi-Fi) and joins a new router's LAN with a new address, behind a new public address; the
+#      new router drops what A still sends from its old address (BCP 38), so the old ICE pair and
+#      the old relay TCP connection are silently dead. The platform reports it: SIGUSR1 to A's
+#      `peerlink up` (Engine::network_changed(true)). Traffic must flow again within ROAM_BOUND s
+#      of the move (design target ≤ 1 s, the relay carrying it at once); ICE P2P must be back on
+#      both peers within HEAL_BOUND s. Figures: roam -> first reply, roam -> ICE P2P again.
+#      (d) leaves A on the new router, so it runs last.
 #
-# Cases to run (all by default): WATCHER_ONLY="e a b" ((f) runs with (a)).
-# Environment: STALE_BOUND (default 20 s), HEAL_BOUND (60 s), SOAK_SECS (30 s).
+# Cases to run (all by default): WATCHER_ONLY="e a b c d" ((f) runs with (a)).
+# Environment: STALE_BOUND (default 20 s), HEAL_BOUND (60 s), SOAK_SECS (30 s), RESTART_BOUND
+# (20 s), ROAM_BOUND (20 s).
 # Figure lines start with "figure:"; tests/bench/watcher.sh repeats the cases and summarises them.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/nat.sh"
@@ -40,6 +54,8 @@ trap 'stop_servers; coturn_stop; lab_cleanup' EXIT
 STALE_BOUND=${STALE_BOUND:-20}
 HEAL_BOUND=${HEAL_BOUND:-60}
 SOAK_SECS=${SOAK_SECS:-30}
+RESTART_BOUND=${RESTART_BOUND:-20}
+ROAM_BOUND=${ROAM_BOUND:-20}
 # WireGuard messages (type 1-4, then three zero bytes) but not STUN: DESIGN §8.
 WG_U32='0>>22&0x3C@8&0x00FFFFFF=0 && 0>>22&0x3C@8>>24=1:4'
 
@@ -49,6 +65,7 @@ nb_lab_servers nwsrv$LAB_TAG
 NA=nwa$LAB_TAG NB=nwb$LAB_TAG
 nat_behind "$NA" 2
 RA=$NA-r A_LAN_IP=$NAT_PEER_IP
+A_LAN_IF=v${LAB_TAG}b${_LAB_LINKS} # A's interface on router A's LAN (the roam (d) deletes it)
 nat_behind "$NB" 3
 RB=$NB-r
 
@@ -280,6 +297,121 @@ if want b; then
     fi
     ping_stop
     fault_rules "$RA" -D "${CUT[@]}"
+    nb_stop_peers
+fi
+
+# show_switches TAG: both peers' recent path switches from `peerlink status`, as comment lines.
+show_switches() {
+    nb_status "pa$1" 2>&1 | grep -E '^ *switched ' | sed 's/^ */# A: /' || true
+    nb_status "pb$1" 2>&1 | grep -E '^ *switched ' | sed 's/^ */# B: /' || true
+}
+
+# both_ice TAG: ICE P2P is the active path on both peers.
+both_ice() {
+    [[ $(path_kind "pa$1") == ice-p2p && $(path_kind "pb$1") == ice-p2p ]]
+}
+
+# ping_ok_before TAG: the steady ping of TAG answered ten times (before a fault).
+ping_ok_before() {
+    lab_wait 10 "ten replies" bash -c "(( \$(awk '/bytes from/' '$PING_LOG' | wc -l) >= 10 ))"
+}
+
+# --- (c) the remote engine restarts with the same key, the network stays up ----------------
+if want c; then
+    lab_check "c: connected through signal, ICE and relay" nb_connect wc "$NA" "$NB" yes yes
+    lab_wait 15 "ICE P2P on both peers" both_ice wc || true
+    lab_check "c: ICE P2P carries the traffic (A and B)" both_ice wc
+    ping_start wc
+    lab_check "c: the steady ping is answered before the restart" ping_ok_before
+    # B: SIGKILL, no goodbye; its tun vanishes with the process. Then the same config again.
+    pid_b=${NB_PEER_PIDS[1]}
+    kill -KILL "$pid_b"
+    wait "$pid_b" 2>/dev/null || true
+    lab_wait 5 "pbwc gone" bash -c "! ip -n '$NB' link show pbwc" || true
+    t_restart=$EPOCHREALTIME
+    restarted=yes
+    peerlink_up "$NB" pbwc "$LAB_TMP/wc-b.toml" "$LAB_TMP/wc-b2.log" || restarted=no
+    NB_PEER_PIDS=("${NB_PEER_PIDS[0]}" "$LAB_PID")
+    lab_check "c: B's peerlink up started again with the same config" test "$restarted" = yes
+    t_after=$(awk -v t="$t_restart" 'BEGIN { printf "%.6f", t + 0.1 }')
+    recovered=yes
+    lab_wait "$RESTART_BOUND" "a reply after the restart" has_reply_after "$t_after" 2>/dev/null || recovered=no
+    t_reply=$(first_reply_after "$t_after")
+    if [[ -n $t_reply ]]; then
+        echo "# at the first reply: A's path $(path_kind pawc), B's path $(path_kind pbwc)"
+        echo "figure: remote restart -> traffic again: $(seconds "$t_restart" "$t_reply") s" | tee -a "$LAB_TMP/figures"
+    else
+        echo "figure: remote restart -> traffic again: none within $RESTART_BOUND s" | tee -a "$LAB_TMP/figures"
+        show_state wc
+    fi
+    lab_check "c: traffic flows again within $RESTART_BOUND s of the restart" test "$recovered" = yes
+    healed=yes
+    lab_wait "$HEAL_BOUND" "ICE P2P on both peers" both_ice wc 2>/dev/null || healed=no
+    if [[ $healed == yes ]]; then
+        echo "figure: remote restart -> ice-p2p again: $(seconds "$t_restart" "$EPOCHREALTIME") s" | tee -a "$LAB_TMP/figures"
+    else
+        echo "figure: remote restart -> ice-p2p again: not within $HEAL_BOUND s" | tee -a "$LAB_TMP/figures"
+        show_state wc
+    fi
+    lab_check "c: ICE P2P on both peers again within $HEAL_BOUND s of the restart" test "$healed" = yes
+    show_switches wc
+    ping_stop
+    nb_stop_peers
+fi
+
+# --- (d) A roams to a new network, the platform says so (SIGUSR1) ---------------------------
+if want d; then
+    # The new network: a router on WAN link 4 of the hub, its LAN 10.202.4.0/24, which drops
+    # what A still sends from its old address (BCP 38 source filtering).
+    RC=$NA-n
+    nat_router "$RC" 4
+    lab_check "d: connected through signal, ICE and relay" nb_connect wd "$NA" "$NB" yes yes
+    d_ready() { ice_with_relay_standby pawd && [[ $(path_kind pbwd) == ice-p2p ]]; }
+    lab_wait 15 "ICE P2P with the relay on standby (A), ICE P2P (B)" d_ready || true
+    lab_check "d: ICE P2P carries the traffic, relay on standby (A), ICE P2P (B)" d_ready
+    ping_start wd
+    lab_check "d: the steady ping is answered before the roam" ping_ok_before
+    old_ice=$(path_remote pbwd)
+    pid_a=${NB_PEER_PIDS[0]}
+    # The move: A's old link goes away, a new one with a new address appears, then the platform
+    # reports the change (a phone's OS does this within milliseconds of the new default route).
+    t_roam=$EPOCHREALTIME
+    ip -n "$NA" link del "$A_LAN_IF"
+    lab_link "$RC" 10.202.4.1/24 "$NA" 10.202.4.2/24
+    c_lan_if=v${LAB_TAG}a${_LAB_LINKS}
+    ip netns exec "$RC" iptables -I FORWARD -i "$c_lan_if" ! -s 10.202.4.0/24 -j DROP
+    ip -n "$NA" route add default via 10.202.4.1
+    kill -USR1 "$pid_a"
+    echo "# roam: A moved from $A_LAN_IP behind ${old_ice%:*} to 10.202.4.2 behind $NAT_WAN_IP in $(lab_ms "$t_roam") ms, then SIGUSR1"
+    t_after=$(awk -v t="$t_roam" 'BEGIN { printf "%.6f", t + 0.1 }')
+    recovered=yes
+    lab_wait "$ROAM_BOUND" "a reply after the roam" has_reply_after "$t_after" 2>/dev/null || recovered=no
+    t_reply=$(first_reply_after "$t_after")
+    if [[ -n $t_reply ]]; then
+        echo "# at the first reply: A's path $(path_kind pawd), B's path $(path_kind pbwd)"
+        echo "figure: roam -> traffic again: $(seconds "$t_roam" "$t_reply") s" | tee -a "$LAB_TMP/figures"
+    else
+        echo "figure: roam -> traffic again: none within $ROAM_BOUND s" | tee -a "$LAB_TMP/figures"
+        show_state wd
+    fi
+    echo "# packets from A's old address dropped by the new router: $(dropped "$RC" 10.202.4.0)"
+    lab_check "d: traffic flows again within $ROAM_BOUND s of the roam" test "$recovered" = yes
+    healed=yes
+    lab_wait "$HEAL_BOUND" "ICE P2P on both peers" both_ice wd 2>/dev/null || healed=no
+    if [[ $healed == yes ]]; then
+        echo "figure: roam -> ice-p2p again: $(seconds "$t_roam" "$EPOCHREALTIME") s" | tee -a "$LAB_TMP/figures"
+    else
+        echo "figure: roam -> ice-p2p again: not within $HEAL_BOUND s" | tee -a "$LAB_TMP/figures"
+        show_state wd
+    fi
+    lab_check "d: ICE P2P on both peers again within $HEAL_BOUND s of the roam" test "$healed" = yes
+    show_switches wd
+    lab_check "d: B's ICE path now goes to A's new public address $NAT_WAN_IP" \
+        bash -c "'$PEERLINK' status --interface pbwd | grep -q '^  path: ice-p2p $NAT_WAN_IP:'"
+    relay_port=${RELAY##*:}
+    lab_check "d: A's relay connection is from its new address" bash -c \
+        "ip netns exec '$NA' ss -Htn state established '( dport = :$relay_port )' | awk '{ print \$3 }' | grep -q '^10.202.4.2:'"
+    ping_stop
     nb_stop_peers
 fi
 
