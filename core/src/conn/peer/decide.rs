@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::guard::Paths as GuardPaths;
-use super::paths::{Paths, Proving};
+use super::paths::Proving;
 use super::watcher::{self, StaleReason, WatchContext};
 use super::*;
 
