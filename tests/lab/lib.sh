@@ -98,7 +98,7 @@ lab_wait() {
     done
 }
 
-# lab_check NAME CMD...: run one check, print a result line, count it.
+# lab_check NAME CMD...: run one check, print a result line, count it; LAB_LAST_OK says how it went.
 lab_check() {
     local name=$1
     shift
@@ -109,7 +109,10 @@ lab_check() {
         echo "not ok - $name"
         sed 's/^/    # /' "$LAB_TMP/check.log" | tail -n 30
         LAB_FAILED=$((LAB_FAILED + 1))
+        LAB_LAST_OK=0
+        return 0
     fi
+    LAB_LAST_OK=1
 }
 
 # lab_summary: the closing line; exit status says whether anything failed.
