@@ -464,6 +464,7 @@ impl Shell {
 
     /// Carries out a connection's actions, in order.
     fn execute(&mut self, peer: PublicKey, p: &mut PeerShell, now: Instant) {
+        let mut switched = Vec::new();
         while let Some(action) = p.conn.poll_action() {
             match action {
                 Action::SendOffer(offer) => {
@@ -522,7 +523,7 @@ impl Shell {
                 }
                 Action::Switched(switch) => {
                     tracing::info!(%peer, %switch, "path switched");
-                    let _ = self.events.send(Event::PathSwitched {
+                    switched.push(Event::PathSwitched {
                         peer,
                         from: switch.from,
                         to: switch.to,
@@ -531,7 +532,11 @@ impl Shell {
                 }
             }
         }
+        // Status first, so that an app reading it on the event sees the switch.
         self.status.lock().peers.insert(peer, p.conn.status(now));
+        for event in switched {
+            let _ = self.events.send(event);
+        }
     }
 
     fn start_ice(&mut self, peer: PublicKey, p: &mut PeerShell, start: IceStart) {
