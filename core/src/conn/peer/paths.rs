@@ -117,6 +117,7 @@ impl Paths {
     /// - without proof anywhere, the active path while usable, else the best usable one;
     /// - with nothing usable, the active path as a last resort (a lone direct endpoint that
     ///   failed its probes is still better than dropping everything).
+    ///
     /// A held-down path counts as unproven.
     pub fn select(&self, active: Option<PathId>, now: Instant) -> Option<PathId> {
         let current = active.and_then(|id| self.get(id));
