@@ -17,7 +17,7 @@ usage:
                                 print the peers of a running `peerlink up`
   peerlink genkey               print a new private key (base64)
   peerlink pubkey               read a private key on stdin, print its public key
-  peerlink demo                 two engines in this process, ping through the tunnel
+  peerlink demo                 two engines in this process, ping through the tunnel, survive a faulty ICE path
 ";
 
 #[derive(Debug, thiserror::Error)]

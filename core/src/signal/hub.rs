@@ -1,6 +1,10 @@
 //! An in-process signal server: clients in one process exchange sealed messages over channels,
 //! through the same sealing and the same receive checks as the gRPC client. For the demo and
 //! for tests that need signal without a server.
+//!
+//! A hub may carry a [`HubFilter`]: a hook for the demo and tests that sees each message while
+//! it is still plain and may rewrite or drop it, as a middlebox on the way to the server could
+//! not (the demo points ICE candidates through an in-process UDP middlebox with it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::inbound::Inbound;
+use super::message::SignalMessage;
 use super::proto::EncryptedMessage;
 use super::{Control, Incoming, Parts, SignalError, SignalHandle, SignalState, Transport};
 use crate::keys::{PrivateKey, PublicKey};
@@ -17,10 +22,16 @@ use crate::keys::{PrivateKey, PublicKey};
 /// it cannot forward: twice a burst of offers and candidates from a few dozen peers.
 pub const HUB_QUEUE: usize = 256;
 
-/// The hub. Cheap to clone; clones share the registry.
+/// Sees every message a client of the hub sends, as `(from, to, message)`, before it is sealed;
+/// what it returns is sent instead, `None` drops the message. Runs on the sender's task: it must
+/// not block.
+pub type HubFilter = Arc<dyn Fn(PublicKey, PublicKey, SignalMessage) -> Option<SignalMessage> + Send + Sync>;
+
+/// The hub. Cheap to clone; clones share the registry and the filter.
 #[derive(Clone, Default)]
 pub struct SignalHub {
     registry: Arc<Mutex<Registry>>,
+    filter: Option<HubFilter>,
 }
 
 #[derive(Default)]
@@ -37,6 +48,14 @@ struct Registration {
 impl SignalHub {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A hub whose clients' messages pass through `filter` (see [`HubFilter`]).
+    pub fn with_filter(filter: HubFilter) -> Self {
+        Self {
+            filter: Some(filter),
+            ..Self::default()
+        }
     }
 
     /// Registers a client with `private_key`'s public key, replacing any client registered with
@@ -106,6 +125,7 @@ impl std::fmt::Debug for SignalHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignalHub")
             .field("clients", &self.registry.lock().clients.len())
+            .field("filtered", &self.filter.is_some())
             .finish()
     }
 }
@@ -116,6 +136,14 @@ pub(crate) struct HubLink {
 }
 
 impl HubLink {
+    /// The message as the hub's filter lets it through (unchanged without a filter).
+    pub fn filter(&self, from: PublicKey, to: PublicKey, msg: SignalMessage) -> Option<SignalMessage> {
+        match &self.hub.filter {
+            Some(filter) => filter(from, to, msg),
+            None => Some(msg),
+        }
+    }
+
     pub fn send(&self, msg: EncryptedMessage) -> Result<(), SignalError> {
         self.hub.send_raw(msg);
         Ok(())
@@ -153,4 +181,46 @@ async fn run(
     }
     hub.deregister(&key, id);
     state_tx.send_replace(SignalState::Closed);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// In-process channels: a timeout is a bug, not a slow machine.
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn the_filter_rewrites_and_drops_plain_messages_before_delivery() {
+        let filter: HubFilter = Arc::new(|_from, _to, msg| match msg {
+            SignalMessage::Candidate(c) => Some(SignalMessage::Candidate(
+                c.replace("10.0.0.1 4000", "127.0.0.1 5000"),
+            )),
+            SignalMessage::GoIdle => None,
+            other => Some(other),
+        });
+        let hub = SignalHub::with_filter(filter);
+        let (a, _a_rx) = hub.connect(PrivateKey::generate());
+        let (b, mut b_rx) = hub.connect(PrivateKey::generate());
+        let candidate = "1 1 udp 2130706431 10.0.0.1 4000 typ host";
+
+        let sent_idle = a.send(b.public_key(), SignalMessage::GoIdle).await;
+        let sent_candidate = a
+            .send(b.public_key(), SignalMessage::Candidate(candidate.into()))
+            .await;
+        let first = tokio::time::timeout(WAIT, b_rx.recv()).await;
+
+        assert!(sent_idle.is_ok() && sent_candidate.is_ok());
+        let Ok(Some((from, msg))) = first else {
+            panic!("nothing delivered within {WAIT:?}: {first:?}");
+        };
+        assert_eq!(from, a.public_key());
+        assert_eq!(
+            msg,
+            SignalMessage::Candidate("1 1 udp 2130706431 127.0.0.1 5000 typ host".into()),
+            "GoIdle must have been dropped and the candidate rewritten"
+        );
+    }
 }

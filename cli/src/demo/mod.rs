@@ -3,8 +3,16 @@
 //! (NetBird's offer/answer/candidate messages, sealed as on the wire), connect with ICE over
 //! loopback, and run WireGuard on the ICE path. The "operating system" behind each tun answers
 //! pings, so ICMP echo crosses the tunnel both ways. No root, no servers.
+//!
+//! Then the second act ([`fault`]): the ICE pair runs through an in-process middlebox
+//! ([`middlebox`]) that starts dropping WireGuard while STUN still passes, and the watcher moves
+//! traffic to the direct path each engine also has (the other's listen address, configured as
+//! its endpoint); the fault clears and ICE may take over again.
 
-use std::net::IpAddr;
+mod fault;
+mod middlebox;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +21,11 @@ use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
 use peerlink_core::path::PathKind;
 use peerlink_core::signal::SignalHub;
 use peerlink_core::tun::{packet_socketpair, FdOwnership, Framing, Tun};
-use peerlink_core::{Engine, EngineOptions, EngineSpec, Event, IceSpec, PeerSpec, PrivateKey};
+use peerlink_core::{Engine, EngineOptions, EngineSpec, Event, IceSpec, PeerConfig, PeerSpec, PrivateKey};
 use tokio::sync::mpsc;
+
+use self::fault::FaultReport;
+use self::middlebox::Middlebox;
 
 /// Pings per direction and family.
 const PINGS: u16 = 5;
@@ -22,6 +33,8 @@ const PINGS: u16 = 5;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// ICMP echo payload, as `ping`'s default.
 const PING_PAYLOAD: usize = 56;
+/// ICMP echo identifier of every ping ("PL").
+const PING_ID: u16 = 0x504c;
 /// How long the engines may take to find each other; ICE on loopback needs well under a second.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,6 +56,30 @@ pub enum DemoError {
     Lost { lost: usize, sent: usize },
     #[error("the engines did not connect over ICE within {0:?}")]
     NotConnected(Duration),
+    #[error("{got} of {wanted} pings answered within {within:?}")]
+    NoReplies {
+        wanted: usize,
+        got: usize,
+        within: Duration,
+    },
+    #[error(
+        "traffic did not move off the faulty ICE path within {within:?} (switch: {}; a reply after the fault: {replied}); run with RUST_LOG=peerlink_core=debug to see the watcher",
+        verdict.as_deref().unwrap_or("none")
+    )]
+    NoSwitch {
+        within: Duration,
+        verdict: Option<String>,
+        replied: bool,
+    },
+    #[error("{0} stopped during the demo")]
+    EngineGone(&'static str),
+}
+
+/// What the demo measured.
+#[derive(Debug)]
+pub struct DemoReport {
+    pub pings: usize,
+    pub fault: FaultReport,
 }
 
 struct Host {
@@ -60,18 +97,51 @@ pub fn run() -> Result<(), DemoError> {
         .enable_all()
         .build()
         .map_err(DemoError::Runtime)?;
-    runtime.block_on(demo())
+    let report = runtime.block_on(demo())?;
+    let f = &report.fault;
+    let back = f.back_on_ice.map_or_else(
+        || "stayed on the fallback".to_owned(),
+        |t| format!("back on ice-p2p {:.2} s after it cleared", t.as_secs_f64()),
+    );
+    let lost_after = f.after.0.saturating_sub(f.after.1);
+    println!(
+        "demo ok: {} pings, all answered; fault on {}: {} by {}, replies again on {} after {:.2} s ({} of {} pings lost), {back} ({lost_after} of {} lost since)",
+        report.pings,
+        kind_name(f.verdict.from),
+        f.verdict.reason,
+        f.verdict.who,
+        kind_name(f.verdict.to),
+        f.gap.as_secs_f64(),
+        f.during.0.saturating_sub(f.during.1),
+        f.during.0,
+        f.after.0,
+    );
+    Ok(())
 }
 
-async fn demo() -> Result<(), DemoError> {
+async fn demo() -> Result<DemoReport, DemoError> {
     println!("peerlink demo: two engines that know only each other's keys");
-    println!("  signal: in-process hub   paths: ICE on loopback   tuns: socketpairs\n");
+    println!(
+        "  signal: in-process hub   paths: ICE on loopback through a middlebox, direct   tuns: socketpairs\n"
+    );
     let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
-    let hub = SignalHub::new();
+    let middlebox = Middlebox::new();
+    let hub = SignalHub::with_filter(middlebox.hub_filter());
     let started = Instant::now();
-    let mut a = host("alice", &ka, 1, vec![peer(&kb, 2)], &hub)?;
+    let mut a = host("alice", &ka, 1, vec![peer(&kb, 2, None)], &hub)?;
     let mut events = a.engine.subscribe();
-    let mut b = host("bob", &kb, 2, vec![peer(&ka, 1)], &hub)?;
+    let mut b = host(
+        "bob",
+        &kb,
+        2,
+        vec![peer(&ka, 1, Some(a.engine.listen_addr()))],
+        &hub,
+    )?;
+    let mut bob_events = b.engine.subscribe();
+    // Bob's address is known only now: alice gets her direct path by a peer update, which keeps
+    // the session and paths the peer already has.
+    let direct_to_bob = validate_peers(vec![peer(&kb, 2, Some(b.engine.listen_addr()))], &ka)?;
+    a.engine.update_peers(direct_to_bob);
     println!("  alice {} on {}", ka.public_key(), a.engine.listen_addr());
     println!("  bob   {} on {}", kb.public_key(), b.engine.listen_addr());
     println!("  engines up in {:.1} ms", ms(started.elapsed()));
@@ -83,9 +153,13 @@ async fn demo() -> Result<(), DemoError> {
     if let Some(p) = a.engine.status().peers.first() {
         let kind = p.active_path.map(|k| k.to_string()).unwrap_or_default();
         println!(
-            "  alice -> bob path: {kind} {}\n",
+            "  alice -> bob path: {kind} {} (through the middlebox)",
             p.remote.clone().unwrap_or_default()
         );
+        for standby in p.paths.iter().filter(|path| !path.active) {
+            println!("  alice -> bob standby: {} {}", standby.kind, standby.remote);
+        }
+        println!();
     }
     let mut sent = 0;
     let mut lost = 0;
@@ -117,15 +191,20 @@ async fn demo() -> Result<(), DemoError> {
             println!("\n  alice: WireGuard handshake completed with bob");
         }
     }
+    if lost > 0 {
+        a.engine.stop().await;
+        b.engine.stop().await;
+        return Err(DemoError::Lost { lost, sent });
+    }
+    let fault = fault::run(&mut a, &b, &middlebox, [&mut events, &mut bob_events]).await;
     println!("\n--- alice ---\n{}", a.engine.status());
     println!("--- bob ---\n{}", b.engine.status());
     a.engine.stop().await;
     b.engine.stop().await;
-    if lost > 0 {
-        return Err(DemoError::Lost { lost, sent });
-    }
-    println!("demo ok: {sent} pings, all answered");
-    Ok(())
+    Ok(DemoReport {
+        pings: sent,
+        fault: fault?,
+    })
 }
 
 async fn wait_for_ice(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Result<(), DemoError> {
@@ -158,12 +237,18 @@ fn spec(key: &PrivateKey, n: u8, peers: Vec<PeerSpec>) -> EngineSpec {
     }
 }
 
-fn peer(key: &PrivateKey, n: u8) -> PeerSpec {
+/// The peer `key`, reachable directly at `endpoint` (the fallback when ICE fails).
+fn peer(key: &PrivateKey, n: u8, endpoint: Option<SocketAddr>) -> PeerSpec {
     PeerSpec {
         public_key: key.public_key().to_base64(),
         allowed_ips: vec![format!("100.64.0.{n}/32"), format!("fd64::{n}/128")],
+        endpoint: endpoint.map(|e| e.to_string()),
         ..Default::default()
     }
+}
+
+fn validate_peers(peers: Vec<PeerSpec>, own: &PrivateKey) -> Result<Vec<PeerConfig>, DemoError> {
+    Ok(peerlink_core::config::validate_peers(&peers, own.public_key())?)
 }
 
 fn host(
@@ -213,7 +298,7 @@ async fn operating_system(os: Arc<Tun>, replies: mpsc::Sender<(u16, Instant)>) {
 }
 
 async fn ping(from: &mut Host, src: IpAddr, dst: IpAddr, seq: u16) -> Result<Option<Duration>, DemoError> {
-    let Some(request) = icmp_echo_request(src, dst, 0x504c, seq, PING_PAYLOAD) else {
+    let Some(request) = icmp_echo_request(src, dst, PING_ID, seq, PING_PAYLOAD) else {
         return Ok(None);
     };
     let sent = Instant::now();
@@ -228,6 +313,43 @@ async fn ping(from: &mut Host, src: IpAddr, dst: IpAddr, seq: u16) -> Result<Opt
     }
 }
 
+fn kind_name(kind: Option<PathKind>) -> String {
+    kind.map_or_else(|| "none".to_owned(), |k| k.to_string())
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_moves_traffic_off_an_ice_path_that_drops_wireguard() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+
+        let report = runtime.block_on(demo());
+
+        let report = report.unwrap_or_else(|e| panic!("the demo failed: {e}"));
+        let v = &report.fault.verdict;
+        assert_eq!(
+            (v.from, v.to),
+            (Some(PathKind::IceP2p), Some(PathKind::Direct)),
+            "{report:?}"
+        );
+        assert!(
+            v.reason.starts_with("no answer to"),
+            "not a watcher verdict: {report:?}"
+        );
+        assert!(report.fault.gap < fault::SWITCH_TIMEOUT, "{report:?}");
+        assert!(
+            report.fault.during.1 > 0,
+            "no ping answered during the fault: {report:?}"
+        );
+    }
 }
