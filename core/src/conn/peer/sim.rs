@@ -480,7 +480,7 @@ impl World {
 }
 
 /// Two keys such that the first one controls (or not).
-fn keys_with_role(controlling: bool, rng: &mut StdRng) -> (PublicKey, PublicKey) {
+pub(super) fn keys_with_role(controlling: bool, rng: &mut StdRng) -> (PublicKey, PublicKey) {
     loop {
         let a = PrivateKey::from_bytes(rng.gen()).public_key();
         let b = PrivateKey::from_bytes(rng.gen()).public_key();

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use super::*;
 use crate::conn::plane::PathObservation;
-use crate::keys::PrivateKey;
 use crate::path::PathObservations;
 
 const RELAY_URL: &str = "rels://relay.test/";
@@ -19,13 +18,7 @@ fn t(ms: u64) -> Instant {
 
 fn conn(controlling: bool) -> Conn {
     let mut rng = StdRng::seed_from_u64(u64::from(controlling));
-    let (own, peer) = loop {
-        let a = PrivateKey::from_bytes(rng.gen()).public_key();
-        let b = PrivateKey::from_bytes(rng.gen()).public_key();
-        if crate::ice::is_controlling(&a, &b) == controlling {
-            break (a, b);
-        }
-    };
+    let (own, peer) = super::sim::keys_with_role(controlling, &mut rng);
     let config = ConnConfig {
         own,
         peer,
@@ -50,6 +43,22 @@ fn remote(ufrag: &str, relay: bool) -> OfferAnswer {
 
 fn drain(c: &mut Conn) -> Vec<Action> {
     std::iter::from_fn(|| c.poll_action()).collect()
+}
+
+/// The relay path `actions` opened.
+fn opened_relay(actions: &[Action]) -> Option<PathId> {
+    actions.iter().find_map(|a| match a {
+        Action::OpenRelay { id, .. } => Some(*id),
+        _ => None,
+    })
+}
+
+/// The ICE session `actions` started.
+fn started_ice(actions: &[Action]) -> Option<PathId> {
+    actions.iter().find_map(|a| match a {
+        Action::StartIce(s) => Some(s.id),
+        _ => None,
+    })
 }
 
 /// Observations in which every given path answered at `at`.
@@ -79,20 +88,8 @@ fn connected(controlling: bool) -> (Conn, PathId, PathId) {
     c.handle_home_relay(t(0), Some(RELAY_URL.into()));
     c.handle_remote_description(t(10), remote("ufragone", true), true);
     let actions = drain(&mut c);
-    let relay = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::OpenRelay { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("relay opened once the peer advertised one");
-    let ice = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::StartIce(s) => Some(s.id),
-            _ => None,
-        })
-        .expect("ICE started");
+    let relay = opened_relay(&actions).expect("relay opened once the peer advertised one");
+    let ice = started_ice(&actions).expect("ICE started");
     c.handle_relay_opened(t(20), relay);
     c.handle_ice_connected(t(30), ice, PathKind::IceP2p);
     c.handle_observations(
@@ -132,13 +129,7 @@ fn a_remote_ice_restart_moves_traffic_to_the_relay_at_once_and_starts_the_new_se
 fn candidates_after_a_remote_restart_go_to_the_new_session() {
     let (mut c, _, ice) = connected(true);
     c.handle_remote_description(t(1000), remote("ufragtwo", true), true);
-    let new = drain(&mut c)
-        .iter()
-        .find_map(|a| match a {
-            Action::StartIce(s) => Some(s.id),
-            _ => None,
-        })
-        .expect("new session");
+    let new = started_ice(&drain(&mut c)).expect("new session");
     c.handle_remote_candidate("candidate for the new session".into());
     let actions = drain(&mut c);
     assert_eq!(
@@ -194,13 +185,7 @@ fn only_the_controller_sends_the_first_handshake() {
         let mut c = conn(controlling);
         c.handle_home_relay(t(0), Some(RELAY_URL.into()));
         c.handle_remote_description(t(10), remote("ufragone", true), false);
-        let relay = drain(&mut c)
-            .iter()
-            .find_map(|a| match a {
-                Action::OpenRelay { id, .. } => Some(*id),
-                _ => None,
-            })
-            .expect("relay");
+        let relay = opened_relay(&drain(&mut c)).expect("relay");
         c.handle_relay_opened(t(20), relay);
         let actions = drain(&mut c);
         assert!(actions.contains(&Action::Activate(Some(relay))), "{actions:?}");
@@ -215,20 +200,8 @@ fn a_pending_handshake_goes_out_again_on_a_better_path_at_once() {
     c.handle_home_relay(t(0), Some(RELAY_URL.into()));
     c.handle_remote_description(t(10), remote("ufragone", true), false);
     let actions = drain(&mut c);
-    let relay = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::OpenRelay { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("relay");
-    let ice = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::StartIce(s) => Some(s.id),
-            _ => None,
-        })
-        .expect("ice");
+    let relay = opened_relay(&actions).expect("relay");
+    let ice = started_ice(&actions).expect("ice");
     c.handle_relay_opened(t(20), relay);
     drain(&mut c);
     // ICE connects before any handshake completed: it is probed at once.
@@ -243,16 +216,7 @@ fn a_standby_without_proof_is_not_reported_usable() {
     c.handle_home_relay(t(0), Some(RELAY_URL.into()));
     c.handle_remote_description(t(10), remote("ufragone", true), false);
     let actions = drain(&mut c);
-    let (relay, ice) = (
-        actions.iter().find_map(|a| match a {
-            Action::OpenRelay { id, .. } => Some(*id),
-            _ => None,
-        }),
-        actions.iter().find_map(|a| match a {
-            Action::StartIce(s) => Some(s.id),
-            _ => None,
-        }),
-    );
+    let (relay, ice) = (opened_relay(&actions), started_ice(&actions));
     let (Some(relay), Some(ice)) = (relay, ice) else {
         panic!("{actions:?}")
     };
