@@ -24,8 +24,8 @@ pub use error::PeerlinkError;
 pub use logging::{init_logging, set_log_level, LogLevel};
 pub use platform::Platform;
 pub use status::{
-    EngineDrops, EngineStatus, Event, IceState, PathKind, PathStatus, PeerCounters, PeerStatus, RelayState,
-    SignalState,
+    EngineDrops, EngineStatus, Event, IceState, PathHealth, PathKind, PathStatus, PathSwitch, PeerCounters,
+    PeerStatus, RelayState, SignalState,
 };
 // Exported on every platform (None outside Apple) so the interface is the same everywhere.
 pub use utun::find_utun_fd;

@@ -1,13 +1,15 @@
 //! What the engine reports: status snapshots and events, as records the app can read.
 //! Peer keys are the full base64 public keys (public, and what the app's peer list holds).
 
-use peerlink_core::clock::Instant;
+use std::time::Duration;
+
 use peerlink_core::ice::IceState as CoreIceState;
 use peerlink_core::path::PathKind as CorePathKind;
 use peerlink_core::relay::RelayState as CoreRelayState;
 use peerlink_core::signal::SignalState as CoreSignalState;
 use peerlink_core::wg::PeerCountersSnapshot;
 use peerlink_core::Event as CoreEvent;
+use peerlink_core::Health as CoreHealth;
 
 /// The kind of path carrying a peer's traffic, best last (core's priority order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -66,6 +68,18 @@ pub enum IceState {
     Closed,
 }
 
+/// How the peer's connection judges one path, from what came back on it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum PathHealth {
+    /// Proof of life, or no traffic to judge by.
+    Alive,
+    /// Handshake probes went out (`sent` so far) and no answer came yet.
+    Probing { sent: u8 },
+    /// Condemned: not chosen again until the path is replaced. `reason` reads like
+    /// "no answer to 3 probes in 1.5 s".
+    Stale { reason: String },
+}
+
 /// What happened, in order. `next_event` returns these until the engine has stopped.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum Event {
@@ -78,6 +92,15 @@ pub enum Event {
         peer: String,
         kind: Option<PathKind>,
         remote: Option<String>,
+    },
+    /// The peer's connection moved its traffic from one path to another (`None`: no path),
+    /// and why, e.g. "no answer to 3 probes in 1.5 s". `PathChanged` follows once the new
+    /// path carries the traffic.
+    PathSwitched {
+        peer: String,
+        from: Option<PathKind>,
+        to: Option<PathKind>,
+        reason: String,
     },
     /// The peer list was replaced.
     PeersUpdated { count: u32 },
@@ -126,7 +149,10 @@ pub struct PeerStatus {
     /// Milliseconds since the last completed handshake.
     pub last_handshake_ms_ago: Option<u64>,
     pub counters: PeerCounters,
+    /// Every path the peer has, the active one among them.
     pub paths: Vec<PathStatus>,
+    /// The latest changes of the active path, oldest first (a short, bounded history).
+    pub switches: Vec<PathSwitch>,
 }
 
 /// Traffic and drops of one peer, since it was configured.
@@ -148,14 +174,35 @@ pub struct PeerCounters {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct PathStatus {
     pub kind: PathKind,
+    /// Where the path leads (an address, a relay URL).
     pub remote: String,
+    /// It carries the peer's traffic.
     pub active: bool,
-    /// Milliseconds since the last authenticated packet on this path.
-    pub last_rx_ms_ago: Option<u64>,
+    /// `None` until the peer's connection has judged the path.
+    pub health: Option<PathHealth>,
+    /// It can carry traffic now: the active path, or a standby that is up, proven and not stale.
+    pub usable: bool,
+    /// Milliseconds since the last authenticated packet on this path (its last proof of life).
+    pub last_proof_ms_ago: Option<u64>,
+    /// The handshake round trip measured on this path, in milliseconds.
+    pub rtt_ms: Option<u64>,
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
+}
+
+/// One change of a peer's active path.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PathSwitch {
+    /// Milliseconds since the switch.
+    pub ms_ago: u64,
+    /// `None`: the peer had no path.
+    pub from: Option<PathKind>,
+    /// `None`: the peer was left without a path.
+    pub to: Option<PathKind>,
+    /// Why, e.g. "no answer to 3 probes in 1.5 s".
+    pub reason: String,
 }
 
 /// Engine-wide drops that belong to no peer.
@@ -174,6 +221,18 @@ impl From<CorePathKind> for PathKind {
             CorePathKind::IceTurn => PathKind::IceTurn,
             CorePathKind::Direct => PathKind::Direct,
             CorePathKind::IceP2p => PathKind::IceP2p,
+        }
+    }
+}
+
+impl From<CoreHealth> for PathHealth {
+    fn from(h: CoreHealth) -> Self {
+        match h {
+            CoreHealth::Alive => PathHealth::Alive,
+            CoreHealth::Probing { sent } => PathHealth::Probing { sent },
+            CoreHealth::Stale(reason) => PathHealth::Stale {
+                reason: reason.to_string(),
+            },
         }
     }
 }
@@ -235,6 +294,17 @@ pub(crate) fn event_from_core(e: CoreEvent) -> Option<Event> {
             kind: kind.map(PathKind::from),
             remote,
         }),
+        CoreEvent::PathSwitched {
+            peer,
+            from,
+            to,
+            reason,
+        } => Some(Event::PathSwitched {
+            peer: peer.to_base64(),
+            from: from.map(PathKind::from),
+            to: to.map(PathKind::from),
+            reason,
+        }),
         CoreEvent::PeersUpdated { count } => Some(Event::PeersUpdated {
             count: u32::try_from(count).unwrap_or(u32::MAX),
         }),
@@ -249,8 +319,6 @@ pub(crate) fn event_from_core(e: CoreEvent) -> Option<Event> {
 }
 
 pub(crate) fn status_from_core(s: peerlink_core::EngineStatus, network_online: bool) -> EngineStatus {
-    let now = Instant::now();
-    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let peers = s
         .peers
         .into_iter()
@@ -261,20 +329,8 @@ pub(crate) fn status_from_core(s: peerlink_core::EngineStatus, network_online: b
             remote: p.remote,
             last_handshake_ms_ago: p.last_handshake.map(ms),
             counters: counters(p.counters),
-            paths: p
-                .paths
-                .into_iter()
-                .map(|path| PathStatus {
-                    kind: path.kind.into(),
-                    remote: path.remote,
-                    active: path.active,
-                    last_rx_ms_ago: path.observations.last_rx.map(|t| ms(now - t)),
-                    rx_packets: path.observations.rx_packets,
-                    tx_packets: path.observations.tx_packets,
-                    rx_bytes: path.observations.rx_bytes,
-                    tx_bytes: path.observations.tx_bytes,
-                })
-                .collect(),
+            paths: p.paths.into_iter().map(path_status).collect(),
+            switches: p.switches.into_iter().map(path_switch).collect(),
         })
         .collect();
     EngineStatus {
@@ -294,6 +350,31 @@ pub(crate) fn status_from_core(s: peerlink_core::EngineStatus, network_online: b
     }
 }
 
+fn path_status(path: peerlink_core::PathStatus) -> PathStatus {
+    PathStatus {
+        kind: path.kind.into(),
+        remote: path.remote,
+        active: path.active,
+        health: path.health.map(PathHealth::from),
+        usable: path.usable,
+        last_proof_ms_ago: path.last_proof.map(ms),
+        rtt_ms: path.rtt.map(ms),
+        rx_packets: path.observations.rx_packets,
+        tx_packets: path.observations.tx_packets,
+        rx_bytes: path.observations.rx_bytes,
+        tx_bytes: path.observations.tx_bytes,
+    }
+}
+
+fn path_switch(s: peerlink_core::SwitchRecord) -> PathSwitch {
+    PathSwitch {
+        ms_ago: ms(s.ago),
+        from: s.from.map(PathKind::from),
+        to: s.to.map(PathKind::from),
+        reason: s.reason,
+    }
+}
+
 fn counters(c: PeerCountersSnapshot) -> PeerCounters {
     PeerCounters {
         tx_bytes: c.tx_bytes,
@@ -306,6 +387,10 @@ fn counters(c: PeerCountersSnapshot) -> PeerCounters {
         send_failed: c.send_failed,
         tun_write_failed: c.tun_write_failed,
     }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -333,6 +418,44 @@ mod tests {
             Some(Event::PeersUpdated { count: 3 })
         );
         assert_eq!(event_from_core(CoreEvent::Stopped), None);
+    }
+
+    #[test]
+    fn path_switch_maps_with_full_key_and_reason() {
+        let key = PrivateKey::generate().public_key();
+        assert_eq!(
+            event_from_core(CoreEvent::PathSwitched {
+                peer: key,
+                from: Some(CorePathKind::IceP2p),
+                to: Some(CorePathKind::Relay),
+                reason: "no answer to 3 probes in 1.5 s".into(),
+            }),
+            Some(Event::PathSwitched {
+                peer: key.to_base64(),
+                from: Some(PathKind::IceP2p),
+                to: Some(PathKind::Relay),
+                reason: "no answer to 3 probes in 1.5 s".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn path_health_carries_the_stale_reason_as_core_words_it() {
+        assert_eq!(PathHealth::from(CoreHealth::Alive), PathHealth::Alive);
+        assert_eq!(
+            PathHealth::from(CoreHealth::Probing { sent: 2 }),
+            PathHealth::Probing { sent: 2 }
+        );
+        let reason = peerlink_core::StaleReason::NoAnswer {
+            probes: 3,
+            waited: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            PathHealth::from(CoreHealth::Stale(reason)),
+            PathHealth::Stale {
+                reason: "no answer to 3 probes in 1.5 s".into()
+            }
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ final class PacketTunnelProvider: NEPacketTunnelProvider {
                     NSLog("peerlink: relay failed \(failures)x: \(detail)")
                 case let .iceStateChanged(peer, state):
                     NSLog("peerlink: ICE \(peer.prefix(8)) \(state)")
+                case let .pathSwitched(peer, from, to, reason):
+                    let name = { (kind: PathKind?) in kind.map { "\($0)" } ?? "none" }
+                    NSLog("peerlink: \(peer.prefix(8)) switched \(name(from)) → \(name(to)): \(reason)")
                 default:
                     NSLog("peerlink event: \(event)")
                 }

@@ -64,13 +64,22 @@ impl Session {
         let relay = status.relay.clone().map(|s| Event::RelayStateChanged {
             state: RelayState::from(s),
         });
-        let paths = status.peers.iter().filter_map(|p| {
-            let kind = p.active_path?;
-            Some(Event::PathChanged {
-                peer: p.public_key.to_base64(),
+        // Each peer's path, then the switches that led there (the first one usually happens
+        // during start); one made after subscribing may arrive a second time, as an event.
+        let paths = status.peers.iter().flat_map(|p| {
+            let peer = p.public_key.to_base64();
+            let active = p.active_path.map(|kind| Event::PathChanged {
+                peer: peer.clone(),
                 kind: Some(PathKind::from(kind)),
                 remote: p.remote.clone(),
-            })
+            });
+            let switches = p.switches.iter().map(move |s| Event::PathSwitched {
+                peer: peer.clone(),
+                from: s.from.map(PathKind::from),
+                to: s.to.map(PathKind::from),
+                reason: s.reason.clone(),
+            });
+            active.into_iter().chain(switches)
         });
         for event in opening.into_iter().chain(signal).chain(relay).chain(paths) {
             queue(events, event);

@@ -9,7 +9,9 @@ import NetworkExtension
 ///
 /// With a signal server configured, `events` also carries `.signalStateChanged`,
 /// `.relayStateChanged` and `.iceStateChanged(peer:state:)`; `engine.status()` has the current
-/// `signal` and `relay` state (nil when not configured).
+/// `signal` and `relay` state (nil when not configured). `.pathSwitched(peer:from:to:reason:)`
+/// says why a peer's traffic moved to another path; `engine.status()` has each path's `health`,
+/// `usable`, `lastProofMsAgo` and `rttMs`, and each peer's recent `switches`.
 public final class PeerlinkTunnel: @unchecked Sendable {
     public enum Failure: Error {
         /// The provider was released before the tunnel started.

@@ -1768,12 +1768,30 @@ public func FfiConverterTypeKeyPair_lower(_ value: KeyPair) -> RustBuffer {
 
 public struct PathStatus: Equatable, Hashable {
     public var kind: PathKind
+    /**
+     * Where the path leads (an address, a relay URL).
+     */
     public var remote: String
+    /**
+     * It carries the peer's traffic.
+     */
     public var active: Bool
     /**
-     * Milliseconds since the last authenticated packet on this path.
+     * `None` until the peer's connection has judged the path.
      */
-    public var lastRxMsAgo: UInt64?
+    public var health: PathHealth?
+    /**
+     * It can carry traffic now: the active path, or a standby that is up, proven and not stale.
+     */
+    public var usable: Bool
+    /**
+     * Milliseconds since the last authenticated packet on this path (its last proof of life).
+     */
+    public var lastProofMsAgo: UInt64?
+    /**
+     * The handshake round trip measured on this path, in milliseconds.
+     */
+    public var rttMs: UInt64?
     public var rxPackets: UInt64
     public var txPackets: UInt64
     public var rxBytes: UInt64
@@ -1781,14 +1799,32 @@ public struct PathStatus: Equatable, Hashable {
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
-    public init(kind: PathKind, remote: String, active: Bool, 
+    public init(kind: PathKind, 
         /**
-         * Milliseconds since the last authenticated packet on this path.
-         */lastRxMsAgo: UInt64?, rxPackets: UInt64, txPackets: UInt64, rxBytes: UInt64, txBytes: UInt64) {
+         * Where the path leads (an address, a relay URL).
+         */remote: String, 
+        /**
+         * It carries the peer's traffic.
+         */active: Bool, 
+        /**
+         * `None` until the peer's connection has judged the path.
+         */health: PathHealth?, 
+        /**
+         * It can carry traffic now: the active path, or a standby that is up, proven and not stale.
+         */usable: Bool, 
+        /**
+         * Milliseconds since the last authenticated packet on this path (its last proof of life).
+         */lastProofMsAgo: UInt64?, 
+        /**
+         * The handshake round trip measured on this path, in milliseconds.
+         */rttMs: UInt64?, rxPackets: UInt64, txPackets: UInt64, rxBytes: UInt64, txBytes: UInt64) {
         self.kind = kind
         self.remote = remote
         self.active = active
-        self.lastRxMsAgo = lastRxMsAgo
+        self.health = health
+        self.usable = usable
+        self.lastProofMsAgo = lastProofMsAgo
+        self.rttMs = rttMs
         self.rxPackets = rxPackets
         self.txPackets = txPackets
         self.rxBytes = rxBytes
@@ -1814,7 +1850,10 @@ public struct FfiConverterTypePathStatus: FfiConverterRustBuffer {
                 kind: FfiConverterTypePathKind.read(from: &buf), 
                 remote: FfiConverterString.read(from: &buf), 
                 active: FfiConverterBool.read(from: &buf), 
-                lastRxMsAgo: FfiConverterOptionUInt64.read(from: &buf), 
+                health: FfiConverterOptionTypePathHealth.read(from: &buf), 
+                usable: FfiConverterBool.read(from: &buf), 
+                lastProofMsAgo: FfiConverterOptionUInt64.read(from: &buf), 
+                rttMs: FfiConverterOptionUInt64.read(from: &buf), 
                 rxPackets: FfiConverterUInt64.read(from: &buf), 
                 txPackets: FfiConverterUInt64.read(from: &buf), 
                 rxBytes: FfiConverterUInt64.read(from: &buf), 
@@ -1826,7 +1865,10 @@ public struct FfiConverterTypePathStatus: FfiConverterRustBuffer {
         FfiConverterTypePathKind.write(value.kind, into: &buf)
         FfiConverterString.write(value.remote, into: &buf)
         FfiConverterBool.write(value.active, into: &buf)
-        FfiConverterOptionUInt64.write(value.lastRxMsAgo, into: &buf)
+        FfiConverterOptionTypePathHealth.write(value.health, into: &buf)
+        FfiConverterBool.write(value.usable, into: &buf)
+        FfiConverterOptionUInt64.write(value.lastProofMsAgo, into: &buf)
+        FfiConverterOptionUInt64.write(value.rttMs, into: &buf)
         FfiConverterUInt64.write(value.rxPackets, into: &buf)
         FfiConverterUInt64.write(value.txPackets, into: &buf)
         FfiConverterUInt64.write(value.rxBytes, into: &buf)
@@ -1847,6 +1889,95 @@ public func FfiConverterTypePathStatus_lift(_ buf: RustBuffer) throws -> PathSta
 #endif
 public func FfiConverterTypePathStatus_lower(_ value: PathStatus) -> RustBuffer {
     return FfiConverterTypePathStatus.lower(value)
+}
+
+
+/**
+ * One change of a peer's active path.
+ */
+public struct PathSwitch: Equatable, Hashable {
+    /**
+     * Milliseconds since the switch.
+     */
+    public var msAgo: UInt64
+    /**
+     * `None`: the peer had no path.
+     */
+    public var from: PathKind?
+    /**
+     * `None`: the peer was left without a path.
+     */
+    public var to: PathKind?
+    /**
+     * Why, e.g. "no answer to 3 probes in 1.5 s".
+     */
+    public var reason: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Milliseconds since the switch.
+         */msAgo: UInt64, 
+        /**
+         * `None`: the peer had no path.
+         */from: PathKind?, 
+        /**
+         * `None`: the peer was left without a path.
+         */to: PathKind?, 
+        /**
+         * Why, e.g. "no answer to 3 probes in 1.5 s".
+         */reason: String) {
+        self.msAgo = msAgo
+        self.from = from
+        self.to = to
+        self.reason = reason
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PathSwitch: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePathSwitch: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PathSwitch {
+        return
+            try PathSwitch(
+                msAgo: FfiConverterUInt64.read(from: &buf), 
+                from: FfiConverterOptionTypePathKind.read(from: &buf), 
+                to: FfiConverterOptionTypePathKind.read(from: &buf), 
+                reason: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PathSwitch, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.msAgo, into: &buf)
+        FfiConverterOptionTypePathKind.write(value.from, into: &buf)
+        FfiConverterOptionTypePathKind.write(value.to, into: &buf)
+        FfiConverterString.write(value.reason, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathSwitch_lift(_ buf: RustBuffer) throws -> PathSwitch {
+    return try FfiConverterTypePathSwitch.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathSwitch_lower(_ value: PathSwitch) -> RustBuffer {
+    return FfiConverterTypePathSwitch.lower(value)
 }
 
 
@@ -2059,7 +2190,14 @@ public struct PeerStatus: Equatable, Hashable {
      */
     public var lastHandshakeMsAgo: UInt64?
     public var counters: PeerCounters
+    /**
+     * Every path the peer has, the active one among them.
+     */
     public var paths: [PathStatus]
+    /**
+     * The latest changes of the active path, oldest first (a short, bounded history).
+     */
+    public var switches: [PathSwitch]
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2072,7 +2210,13 @@ public struct PeerStatus: Equatable, Hashable {
          */remote: String?, 
         /**
          * Milliseconds since the last completed handshake.
-         */lastHandshakeMsAgo: UInt64?, counters: PeerCounters, paths: [PathStatus]) {
+         */lastHandshakeMsAgo: UInt64?, counters: PeerCounters, 
+        /**
+         * Every path the peer has, the active one among them.
+         */paths: [PathStatus], 
+        /**
+         * The latest changes of the active path, oldest first (a short, bounded history).
+         */switches: [PathSwitch]) {
         self.publicKey = publicKey
         self.connected = connected
         self.activePath = activePath
@@ -2080,6 +2224,7 @@ public struct PeerStatus: Equatable, Hashable {
         self.lastHandshakeMsAgo = lastHandshakeMsAgo
         self.counters = counters
         self.paths = paths
+        self.switches = switches
     }
 
     
@@ -2104,7 +2249,8 @@ public struct FfiConverterTypePeerStatus: FfiConverterRustBuffer {
                 remote: FfiConverterOptionString.read(from: &buf), 
                 lastHandshakeMsAgo: FfiConverterOptionUInt64.read(from: &buf), 
                 counters: FfiConverterTypePeerCounters.read(from: &buf), 
-                paths: FfiConverterSequenceTypePathStatus.read(from: &buf)
+                paths: FfiConverterSequenceTypePathStatus.read(from: &buf), 
+                switches: FfiConverterSequenceTypePathSwitch.read(from: &buf)
         )
     }
 
@@ -2116,6 +2262,7 @@ public struct FfiConverterTypePeerStatus: FfiConverterRustBuffer {
         FfiConverterOptionUInt64.write(value.lastHandshakeMsAgo, into: &buf)
         FfiConverterTypePeerCounters.write(value.counters, into: &buf)
         FfiConverterSequenceTypePathStatus.write(value.paths, into: &buf)
+        FfiConverterSequenceTypePathSwitch.write(value.switches, into: &buf)
     }
 }
 
@@ -2394,6 +2541,13 @@ public enum Event: Equatable, Hashable {
     case pathChanged(peer: String, kind: PathKind?, remote: String?
     )
     /**
+     * The peer's connection moved its traffic from one path to another (`None`: no path),
+     * and why, e.g. "no answer to 3 probes in 1.5 s". `PathChanged` follows once the new
+     * path carries the traffic.
+     */
+    case pathSwitched(peer: String, from: PathKind?, to: PathKind?, reason: String
+    )
+    /**
      * The peer list was replaced.
      */
     case peersUpdated(count: UInt32
@@ -2462,27 +2616,30 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
         case 3: return .pathChanged(peer: try FfiConverterString.read(from: &buf), kind: try FfiConverterOptionTypePathKind.read(from: &buf), remote: try FfiConverterOptionString.read(from: &buf)
         )
         
-        case 4: return .peersUpdated(count: try FfiConverterUInt32.read(from: &buf)
+        case 4: return .pathSwitched(peer: try FfiConverterString.read(from: &buf), from: try FfiConverterOptionTypePathKind.read(from: &buf), to: try FfiConverterOptionTypePathKind.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
         )
         
-        case 5: return .signalStateChanged(state: try FfiConverterTypeSignalState.read(from: &buf)
+        case 5: return .peersUpdated(count: try FfiConverterUInt32.read(from: &buf)
         )
         
-        case 6: return .relayStateChanged(state: try FfiConverterTypeRelayState.read(from: &buf)
+        case 6: return .signalStateChanged(state: try FfiConverterTypeSignalState.read(from: &buf)
         )
         
-        case 7: return .iceStateChanged(peer: try FfiConverterString.read(from: &buf), state: try FfiConverterTypeIceState.read(from: &buf)
+        case 7: return .relayStateChanged(state: try FfiConverterTypeRelayState.read(from: &buf)
         )
         
-        case 8: return .networkChanged(online: try FfiConverterBool.read(from: &buf)
+        case 8: return .iceStateChanged(peer: try FfiConverterString.read(from: &buf), state: try FfiConverterTypeIceState.read(from: &buf)
         )
         
-        case 9: return .tunReplaced
-        
-        case 10: return .eventsLost(missed: try FfiConverterUInt64.read(from: &buf)
+        case 9: return .networkChanged(online: try FfiConverterBool.read(from: &buf)
         )
         
-        case 11: return .stopped
+        case 10: return .tunReplaced
+        
+        case 11: return .eventsLost(missed: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 12: return .stopped
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -2509,43 +2666,51 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
             FfiConverterOptionString.write(remote, into: &buf)
             
         
-        case let .peersUpdated(count):
+        case let .pathSwitched(peer,from,to,reason):
             writeInt(&buf, Int32(4))
+            FfiConverterString.write(peer, into: &buf)
+            FfiConverterOptionTypePathKind.write(from, into: &buf)
+            FfiConverterOptionTypePathKind.write(to, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .peersUpdated(count):
+            writeInt(&buf, Int32(5))
             FfiConverterUInt32.write(count, into: &buf)
             
         
         case let .signalStateChanged(state):
-            writeInt(&buf, Int32(5))
+            writeInt(&buf, Int32(6))
             FfiConverterTypeSignalState.write(state, into: &buf)
             
         
         case let .relayStateChanged(state):
-            writeInt(&buf, Int32(6))
+            writeInt(&buf, Int32(7))
             FfiConverterTypeRelayState.write(state, into: &buf)
             
         
         case let .iceStateChanged(peer,state):
-            writeInt(&buf, Int32(7))
+            writeInt(&buf, Int32(8))
             FfiConverterString.write(peer, into: &buf)
             FfiConverterTypeIceState.write(state, into: &buf)
             
         
         case let .networkChanged(online):
-            writeInt(&buf, Int32(8))
+            writeInt(&buf, Int32(9))
             FfiConverterBool.write(online, into: &buf)
             
         
         case .tunReplaced:
-            writeInt(&buf, Int32(9))
+            writeInt(&buf, Int32(10))
         
         
         case let .eventsLost(missed):
-            writeInt(&buf, Int32(10))
+            writeInt(&buf, Int32(11))
             FfiConverterUInt64.write(missed, into: &buf)
             
         
         case .stopped:
-            writeInt(&buf, Int32(11))
+            writeInt(&buf, Int32(12))
         
         }
     }
@@ -2751,6 +2916,98 @@ public func FfiConverterTypeLogLevel_lift(_ buf: RustBuffer) throws -> LogLevel 
 #endif
 public func FfiConverterTypeLogLevel_lower(_ value: LogLevel) -> RustBuffer {
     return FfiConverterTypeLogLevel.lower(value)
+}
+
+
+
+/**
+ * How the peer's connection judges one path, from what came back on it.
+ */
+
+public enum PathHealth: Equatable, Hashable {
+    
+    /**
+     * Proof of life, or no traffic to judge by.
+     */
+    case alive
+    /**
+     * Handshake probes went out (`sent` so far) and no answer came yet.
+     */
+    case probing(sent: UInt8
+    )
+    /**
+     * Condemned: not chosen again until the path is replaced. `reason` reads like
+     * "no answer to 3 probes in 1.5 s".
+     */
+    case stale(reason: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension PathHealth: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePathHealth: FfiConverterRustBuffer {
+    typealias SwiftType = PathHealth
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PathHealth {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .alive
+        
+        case 2: return .probing(sent: try FfiConverterUInt8.read(from: &buf)
+        )
+        
+        case 3: return .stale(reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: PathHealth, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .alive:
+            writeInt(&buf, Int32(1))
+        
+        
+        case let .probing(sent):
+            writeInt(&buf, Int32(2))
+            FfiConverterUInt8.write(sent, into: &buf)
+            
+        
+        case let .stale(reason):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathHealth_lift(_ buf: RustBuffer) throws -> PathHealth {
+    return try FfiConverterTypePathHealth.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePathHealth_lower(_ value: PathHealth) -> RustBuffer {
+    return FfiConverterTypePathHealth.lower(value)
 }
 
 
@@ -3575,6 +3832,30 @@ fileprivate struct FfiConverterOptionTypeEvent: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypePathHealth: FfiConverterRustBuffer {
+    typealias SwiftType = PathHealth?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypePathHealth.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypePathHealth.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypePathKind: FfiConverterRustBuffer {
     typealias SwiftType = PathKind?
 
@@ -3786,6 +4067,31 @@ fileprivate struct FfiConverterSequenceTypePathStatus: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypePathStatus.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypePathSwitch: FfiConverterRustBuffer {
+    typealias SwiftType = [PathSwitch]
+
+    public static func write(_ value: [PathSwitch], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePathSwitch.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PathSwitch] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PathSwitch]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePathSwitch.read(from: &buf))
         }
         return seq
     }

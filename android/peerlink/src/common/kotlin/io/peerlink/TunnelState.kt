@@ -38,6 +38,12 @@ data class PeerState(
     val handshakeCompleted: Boolean = false,
     /** The peer's ICE agent, when ICE is configured and has started for this peer. */
     val ice: IceState? = null,
+    /**
+     * Why the peer's traffic last moved to another path, e.g. "no answer to 3 probes in 1.5 s"
+     * (from `PathSwitched`, or the newest of the status' `switches`); null before any switch.
+     * Each path's health is in `status()`: it changes without events.
+     */
+    val switchReason: String? = null,
 )
 
 /** The tunnel state after [event]. */
@@ -62,6 +68,7 @@ fun TunnelState.reduce(event: Event): TunnelState = when (event) {
     }
     is Event.HandshakeCompleted,
     is Event.PathChanged,
+    is Event.PathSwitched,
     is Event.PeersUpdated,
     is Event.IceStateChanged,
     is Event.TunReplaced,
@@ -75,6 +82,8 @@ fun TunnelState.reduce(event: Event): TunnelState = when (event) {
  */
 fun Map<String, PeerState>.reduce(event: Event): Map<String, PeerState> = when (event) {
     is Event.PathChanged -> update(event.peer) { it.copy(path = event.kind, remote = event.remote) }
+    // The path itself follows PathChanged, which says where it leads.
+    is Event.PathSwitched -> update(event.peer) { it.copy(switchReason = event.reason) }
     is Event.HandshakeCompleted -> update(event.peer) { it.copy(handshakeCompleted = true) }
     is Event.IceStateChanged -> update(event.peer) { it.copy(ice = event.state) }
     is Event.Stopped -> emptyMap()
@@ -99,6 +108,7 @@ fun Map<String, PeerState>.peersFrom(status: EngineStatus): Map<String, PeerStat
             remote = p.remote,
             handshakeCompleted = p.connected || (known?.handshakeCompleted ?: false),
             ice = known?.ice,
+            switchReason = p.switches.lastOrNull()?.reason ?: known?.switchReason,
         )
     }
 

@@ -33,6 +33,12 @@ class EngineTest {
             assertEquals("127.0.0.1:${t.portB}", a.remote)
             assertEquals(1uL, a.counters.txPackets)
             assertEquals(2uL, a.counters.rxPackets)
+            val path = a.paths.single()
+            assertEquals(PathKind.DIRECT, path.kind, "$a")
+            assertTrue(path.active && path.usable, "the active path is usable: $path")
+            assertTrue(path.health == null || path.health == PathHealth.Alive, "a path that answers is alive: $path")
+            assertTrue((path.lastProofMsAgo ?: ULong.MAX_VALUE) < 5_000uL, "B's packets prove the path: $path")
+            assertTrue(a.switches.all { it.reason.isNotEmpty() && it.msAgo < 60_000uL }, "${a.switches}")
         }
     }
 
@@ -44,25 +50,42 @@ class EngineTest {
             val first = t.a.nextEvent()
             val firstEventUs = (System.nanoTime() - started) / 1_000
             t.pipeA.send(echoRequest(ADDRESS_A, ADDRESS_B, 1))
-            val events = listOf(first!!) + t.a.eventsUntil { it is Event.HandshakeCompleted }
-            val handshakeMs = (System.nanoTime() - started) / 1_000_000
+            var handshakeMs: Long? = null
+            var switched = false
+            val events = listOf(first!!) + try {
+                t.a.eventsUntil {
+                    if (it is Event.HandshakeCompleted) handshakeMs = (System.nanoTime() - started) / 1_000_000
+                    switched = switched || it is Event.PathSwitched
+                    handshakeMs != null && switched
+                }
+            } catch (e: AssertionError) {
+                throw AssertionError("${e.message}\nstatus: ${t.a.status()}", e)
+            }
             println("figure: start → first event (Started) ${firstEventUs} µs; start → HandshakeCompleted ${handshakeMs} ms")
 
             val port = t.a.status().listenPort
+            val pathChanged = Event.PathChanged(t.keysB.publicKey, PathKind.DIRECT, "127.0.0.1:${t.portB}")
+            // The control plane's PathSwitched follows its PathChanged; on loopback the data
+            // plane's HandshakeCompleted may come before or after it. One made during start
+            // comes from the opening state (and may repeat as an event).
             assertEquals(
                 listOf(
                     Event.Started(port),
                     Event.PeersUpdated(1u),
-                    Event.PathChanged(t.keysB.publicKey, PathKind.DIRECT, "127.0.0.1:${t.portB}"),
+                    pathChanged,
                     Event.HandshakeCompleted(t.keysB.publicKey),
                 ),
-                events,
+                events.filter { it !is Event.PathSwitched },
             )
+            val switch = Event.PathSwitched(t.keysB.publicKey, null, PathKind.DIRECT, "first path")
+            assertEquals(listOf(switch), events.filterIsInstance<Event.PathSwitched>().distinct(), "$events")
+            assertTrue(events.indexOf(switch) > events.indexOf(pathChanged), "$events")
             t.a.networkChanged(false)
             assertEquals(Event.NetworkChanged(false), t.a.nextEvent())
             assertFalse(t.a.status().networkOnline)
 
             withTimeout(10_000) { t.a.stop() }
+            assertEquals(Event.PathChanged(t.keysB.publicKey, null, null), t.a.nextEvent(), "stop detaches B's path")
             assertEquals(Event.Stopped, t.a.nextEvent())
             assertNull(t.a.nextEvent())
             assertNull(t.a.nextEvent(), "stays ended")

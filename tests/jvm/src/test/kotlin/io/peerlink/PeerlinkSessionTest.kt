@@ -37,6 +37,8 @@ class PeerlinkSessionTest {
             val port = session.status()!!.listenPort
 
             // The platform rebuilt its interface: a new fd, the same engine, port and sessions.
+            // The peers flow is updated before the event is emitted: wait for the event itself.
+            withTimeout(5_000) { while (seen.none { it is Event.HandshakeCompleted }) kotlinx.coroutines.delay(10) }
             val handshakes = seen.count { it is Event.HandshakeCompleted }
             val replacement = PacketPipe()
             val oldTun = Proc.target(pipe.engineEnd)!!
@@ -157,6 +159,18 @@ class ReducerTest {
         assertEquals(PeerState(key, null, null, handshakeCompleted = true, ice = IceState.CHECKING), p[key])
         assertEquals(p, p.reduce(Event.TunReplaced), "swapped in place: sessions stay")
         assertTrue(p.reduce(Event.Stopped).isEmpty())
+    }
+
+    @Test
+    fun `a path switch gives its reason and leaves the path to PathChanged`() {
+        val stale = "no answer to 3 probes in 1.5 s"
+        var p = mapOf(key to PeerState(key, PathKind.ICE_P2P, "192.0.2.7:51820", handshakeCompleted = true))
+        p = p.reduce(Event.PathSwitched(key, PathKind.ICE_P2P, PathKind.RELAY, stale))
+        assertEquals(PeerState(key, PathKind.ICE_P2P, "192.0.2.7:51820", true, switchReason = stale), p[key])
+        p = p.reduce(Event.PathChanged(key, PathKind.RELAY, "rels://relay"))
+        assertEquals(PeerState(key, PathKind.RELAY, "rels://relay", true, switchReason = stale), p[key])
+        val running = TunnelState.Running(51820)
+        assertEquals(running, running.reduce(Event.PathSwitched(key, PathKind.RELAY, null, "relay lost")))
     }
 
     @Test
