@@ -54,6 +54,8 @@ pub enum PlaneEvent {
     /// (or re-aimed) when authenticated traffic came from a new endpoint, or one the app
     /// attached. It is attached but not active; the control plane decides.
     PathAdded { peer: PublicKey, id: PathId },
+    /// WireGuard had something to send to `peer` and no active path to send it on.
+    NoPath { peer: PublicKey },
 }
 
 /// Capacity of the data plane's report channel: one message per roaming event; when full, the

@@ -175,6 +175,18 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
         unknown_senders: 0,
         next_observe: now,
     };
+    // A server state that changed between the engine's first reading and these receivers
+    // would never be seen as a change: take the current ones now.
+    if let Some(state) = signal_state.as_mut().map(|rx| rx.borrow_and_update().clone()) {
+        if s.status.lock().signal.as_ref() != Some(&state) {
+            s.on_signal_state(state, now);
+        }
+    }
+    if let Some(state) = relay_state.as_mut().map(|rx| rx.borrow_and_update().clone()) {
+        if s.status.lock().relay.as_ref() != Some(&state) {
+            s.on_relay_state(state, now);
+        }
+    }
     let keys = peers.borrow_and_update().clone();
     s.sync_peers(&keys, now);
     loop {
@@ -373,7 +385,7 @@ impl Shell {
 
     fn on_plane(&mut self, event: PlaneEvent, now: Instant) {
         match event {
-            PlaneEvent::PathAdded { peer, .. } => {
+            PlaneEvent::PathAdded { peer, .. } | PlaneEvent::NoPath { peer } => {
                 let Some(obs) = self.plane.observe(&peer) else {
                     return;
                 };

@@ -227,7 +227,9 @@ mod tests {
             .await
             .expect("reported within 5 s")
             .expect("channel open");
-        let PlaneEvent::PathAdded { peer, id } = event;
+        let PlaneEvent::PathAdded { peer, id } = event else {
+            panic!("a new path is reported first: {event:?}")
+        };
         assert_eq!(peer, lab.peer);
         let mut reply = [0u8; 256];
         let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut reply))
