@@ -55,7 +55,16 @@ impl Path for UdpPath {
         let to = self.endpoint();
         match self.socket.try_send_to(datagram, to) {
             Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(PathError::Congested),
+            // tokio says WouldBlock until its reactor has once seen the socket writable, which
+            // can be after an engine's first handshake: ask the kernel itself (the socket is
+            // non-blocking, so this never waits).
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                match socket2::SockRef::from(&*self.socket).send_to(datagram, &to.into()) {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(PathError::Congested),
+                    Err(e) => Err(PathError::Io(e)),
+                }
+            }
             Err(e) => Err(PathError::Io(e)),
         }
     }

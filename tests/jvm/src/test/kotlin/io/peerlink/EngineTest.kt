@@ -26,6 +26,11 @@ class EngineTest {
             val requestFromB = echoRequest(ADDRESS_B, ADDRESS_A, 2)
             assertArrayEquals(requestFromB, carry(t.pipeB, t.pipeA, requestFromB), "B→A request")
 
+            // The tun write and the counter are two steps: wait for the count, bounded.
+            val deadline = System.nanoTime() + 5_000_000_000L
+            while (t.a.status().peers.single().counters.rxPackets < 2uL && System.nanoTime() < deadline) {
+                Thread.sleep(5)
+            }
             val a = t.a.status().peers.single()
             assertEquals(t.keysB.publicKey, a.publicKey)
             assertTrue(a.connected, "A sees B connected: $a")
