@@ -260,6 +260,10 @@ impl Shared {
     pub(crate) fn transmit(&self, peer: &Peer, datagram: &[u8], now: Instant) {
         let Some(path) = peer.active_path() else {
             peer.counters.no_path(1);
+            let mut held = peer.held.lock();
+            held.clear();
+            held.extend_from_slice(datagram);
+            drop(held);
             // The control plane hears at once (at drops 1, 2, 4, 8, … so a flood costs a few
             // messages): a handshake WireGuard tried now was lost and is sent again on the
             // first path.

@@ -41,6 +41,16 @@ impl DataPlane for Shared {
         let before = p.active_path().map(|a| a.id);
         let done = p.activate(id);
         self.report_path_change(p, before);
+        // What WireGuard sent while there was no path (a reply, a handshake) goes out now.
+        if let Some(active) = p.active_path() {
+            let mut held = p.held.lock();
+            if !held.is_empty() {
+                if let Err(e) = active.send(Instant::now(), &held) {
+                    tracing::trace!(peer = %peer, error = %e, "held datagram not sent");
+                }
+                held.clear();
+            }
+        }
         done
     }
 
@@ -241,6 +251,45 @@ mod tests {
         let direct = seen.paths.iter().find(|p| p.id == id).expect("attached");
         assert_eq!(direct.kind, PathKind::Direct);
         assert!(direct.observations.last_handshake_rx.is_some(), "{seen:#?}");
+        lab.engine.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_wireguard_sent_without_a_path_goes_out_when_one_is_activated() {
+        let mut lab = Lab::start();
+        let (id, path) = lab.attach(PathKind::Relay);
+        let request = crate::packet::icmp_echo_request(
+            "10.98.0.1".parse().expect("address"),
+            "10.98.0.2".parse().expect("address"),
+            1,
+            1,
+            8,
+        )
+        .expect("packet");
+        lab._os.send(&request).await.expect("tun write");
+        // No path is active: boringtun's handshake initiation is held, not sent.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while lab
+            .engine
+            .status()
+            .peers
+            .first()
+            .map_or(0, |p| p.counters.no_path)
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the initiation met no path within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(path.sent().is_empty(), "nothing goes out on an inactive path");
+        assert!(lab.shared().activate(&lab.peer, Some(id)));
+        assert_eq!(
+            path.sent_types(),
+            vec![HANDSHAKE_INITIATION],
+            "the held initiation went out"
+        );
         lab.engine.stop().await;
     }
 
