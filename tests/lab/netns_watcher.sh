@@ -317,6 +317,32 @@ ping_ok_before() {
     lab_wait 10 "ten replies" bash -c "(( \$(awk '/bytes from/' '$PING_LOG' | wc -l) >= 10 ))"
 }
 
+# recovery CASE TAG WHAT T0 BOUND: after WHAT happened at T0 to the peers pa$TAG and pb$TAG,
+# the first reply within BOUND and ICE P2P on both within HEAL_BOUND, as figures and checks.
+recovery() {
+    local case=$1 tag=$2 what=$3 t0=$4 bound=$5 t_after t_reply recovered=yes healed=yes
+    t_after=$(awk -v t="$t0" 'BEGIN { printf "%.6f", t + 0.1 }')
+    lab_wait "$bound" "a reply after the $what" has_reply_after "$t_after" 2>/dev/null || recovered=no
+    t_reply=$(first_reply_after "$t_after")
+    if [[ -n $t_reply ]]; then
+        echo "# at the first reply: A's path $(path_kind "pa$tag"), B's path $(path_kind "pb$tag")"
+        echo "figure: $what -> traffic again: $(seconds "$t0" "$t_reply") s" | tee -a "$LAB_TMP/figures"
+    else
+        echo "figure: $what -> traffic again: none within $bound s" | tee -a "$LAB_TMP/figures"
+        show_state "$tag"
+    fi
+    lab_check "$case: traffic flows again within $bound s of the $what" test "$recovered" = yes
+    lab_wait "$HEAL_BOUND" "ICE P2P on both peers" both_ice "$tag" 2>/dev/null || healed=no
+    if [[ $healed == yes ]]; then
+        echo "figure: $what -> ice-p2p again: $(seconds "$t0" "$EPOCHREALTIME") s" | tee -a "$LAB_TMP/figures"
+    else
+        echo "figure: $what -> ice-p2p again: not within $HEAL_BOUND s" | tee -a "$LAB_TMP/figures"
+        show_state "$tag"
+    fi
+    lab_check "$case: ICE P2P on both peers again within $HEAL_BOUND s of the $what" test "$healed" = yes
+    show_switches "$tag"
+}
+
 # --- (c) the remote engine restarts with the same key, the network stays up ----------------
 if want c; then
     lab_check "c: connected through signal, ICE and relay" nb_connect wc "$NA" "$NB" yes yes
@@ -334,28 +360,7 @@ if want c; then
     peerlink_up "$NB" pbwc "$LAB_TMP/wc-b.toml" "$LAB_TMP/wc-b2.log" || restarted=no
     NB_PEER_PIDS=("${NB_PEER_PIDS[0]}" "$LAB_PID")
     lab_check "c: B's peerlink up started again with the same config" test "$restarted" = yes
-    t_after=$(awk -v t="$t_restart" 'BEGIN { printf "%.6f", t + 0.1 }')
-    recovered=yes
-    lab_wait "$RESTART_BOUND" "a reply after the restart" has_reply_after "$t_after" 2>/dev/null || recovered=no
-    t_reply=$(first_reply_after "$t_after")
-    if [[ -n $t_reply ]]; then
-        echo "# at the first reply: A's path $(path_kind pawc), B's path $(path_kind pbwc)"
-        echo "figure: remote restart -> traffic again: $(seconds "$t_restart" "$t_reply") s" | tee -a "$LAB_TMP/figures"
-    else
-        echo "figure: remote restart -> traffic again: none within $RESTART_BOUND s" | tee -a "$LAB_TMP/figures"
-        show_state wc
-    fi
-    lab_check "c: traffic flows again within $RESTART_BOUND s of the restart" test "$recovered" = yes
-    healed=yes
-    lab_wait "$HEAL_BOUND" "ICE P2P on both peers" both_ice wc 2>/dev/null || healed=no
-    if [[ $healed == yes ]]; then
-        echo "figure: remote restart -> ice-p2p again: $(seconds "$t_restart" "$EPOCHREALTIME") s" | tee -a "$LAB_TMP/figures"
-    else
-        echo "figure: remote restart -> ice-p2p again: not within $HEAL_BOUND s" | tee -a "$LAB_TMP/figures"
-        show_state wc
-    fi
-    lab_check "c: ICE P2P on both peers again within $HEAL_BOUND s of the restart" test "$healed" = yes
-    show_switches wc
+    recovery c wc "remote restart" "$t_restart" "$RESTART_BOUND"
     ping_stop
     nb_stop_peers
 fi
@@ -384,29 +389,8 @@ if want d; then
     ip -n "$NA" route add default via 10.202.4.1
     kill -USR1 "$pid_a"
     echo "# roam: A moved from $A_LAN_IP behind ${old_ice%:*} to 10.202.4.2 behind $NAT_WAN_IP in $(lab_ms "$t_roam") ms, then SIGUSR1"
-    t_after=$(awk -v t="$t_roam" 'BEGIN { printf "%.6f", t + 0.1 }')
-    recovered=yes
-    lab_wait "$ROAM_BOUND" "a reply after the roam" has_reply_after "$t_after" 2>/dev/null || recovered=no
-    t_reply=$(first_reply_after "$t_after")
-    if [[ -n $t_reply ]]; then
-        echo "# at the first reply: A's path $(path_kind pawd), B's path $(path_kind pbwd)"
-        echo "figure: roam -> traffic again: $(seconds "$t_roam" "$t_reply") s" | tee -a "$LAB_TMP/figures"
-    else
-        echo "figure: roam -> traffic again: none within $ROAM_BOUND s" | tee -a "$LAB_TMP/figures"
-        show_state wd
-    fi
+    recovery d wd roam "$t_roam" "$ROAM_BOUND"
     echo "# packets from A's old address dropped by the new router: $(dropped "$RC" 10.202.4.0)"
-    lab_check "d: traffic flows again within $ROAM_BOUND s of the roam" test "$recovered" = yes
-    healed=yes
-    lab_wait "$HEAL_BOUND" "ICE P2P on both peers" both_ice wd 2>/dev/null || healed=no
-    if [[ $healed == yes ]]; then
-        echo "figure: roam -> ice-p2p again: $(seconds "$t_roam" "$EPOCHREALTIME") s" | tee -a "$LAB_TMP/figures"
-    else
-        echo "figure: roam -> ice-p2p again: not within $HEAL_BOUND s" | tee -a "$LAB_TMP/figures"
-        show_state wd
-    fi
-    lab_check "d: ICE P2P on both peers again within $HEAL_BOUND s of the roam" test "$healed" = yes
-    show_switches wd
     lab_check "d: B's ICE path now goes to A's new public address $NAT_WAN_IP" \
         bash -c "'$PEERLINK' status --interface pbwd | grep -q '^  path: ice-p2p $NAT_WAN_IP:'"
     relay_port=${RELAY##*:}

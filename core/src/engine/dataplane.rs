@@ -37,6 +37,8 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 const BUSY_WINDOW: Duration = Duration::from_secs(10);
 /// boringtun's shared rate limiter counts handshakes per second and must be reset each second.
 const RATE_LIMIT_RESET_EVERY: Duration = Duration::from_secs(1);
+/// WireGuard's handshake initiation message type.
+const HANDSHAKE_INITIATION: u8 = 1;
 /// WireGuard's cookie reply message type: sent unauthenticated, so it proves nothing about the
 /// path it came from.
 const COOKIE_REPLY_TYPE: u8 = 3;
@@ -260,10 +262,13 @@ impl Shared {
     pub(crate) fn transmit(&self, peer: &Peer, datagram: &[u8], now: Instant) {
         let Some(path) = peer.active_path() else {
             peer.counters.no_path(1);
-            let mut held = peer.held.lock();
-            held.clear();
-            held.extend_from_slice(datagram);
-            drop(held);
+            // Initiations are not held: the control plane sends a fresh one on the first path,
+            // and a replayed older one would only be answered and rejected.
+            if datagram.first() != Some(&HANDSHAKE_INITIATION) {
+                let mut held = peer.held.lock();
+                held.clear();
+                held.extend_from_slice(datagram);
+            }
             // The control plane hears at once (at drops 1, 2, 4, 8, … so a flood costs a few
             // messages): a handshake WireGuard tried now was lost and is sent again on the
             // first path.

@@ -51,8 +51,9 @@ pub(crate) struct Peer {
     paths: Mutex<Paths>,
     /// When the newest handshake we have reported completed, to raise one event per handshake.
     pub reported_handshake: Mutex<Option<Instant>>,
-    /// The newest datagram WireGuard sent while the peer had no active path (DESIGN 11: the
-    /// first packet towards a peer is held, not lost); it goes out when a path is activated.
+    /// The newest datagram WireGuard sent while the peer had no active path, handshake
+    /// initiations aside (DESIGN 11: the first packet towards a peer is held, not lost); it
+    /// goes out when a path is activated.
     /// One buffer, reused: nothing is allocated per packet once it has grown.
     pub held: Mutex<Vec<u8>>,
 }
