@@ -75,15 +75,7 @@ struct World {
 impl World {
     fn new(seed: u64, controlling: bool) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let (own, peer) = keys_with_role(controlling, &mut rng);
-        let config = ConnConfig {
-            own,
-            peer,
-            ice: true,
-            relay: true,
-            wg_listen_port: 51820,
-            version: "sim".into(),
-        };
+        let config = config_with_role(controlling, &mut rng);
         let now = Instant::from_epoch(Duration::from_secs(1000));
         let conn = Conn::new(
             config,
@@ -479,14 +471,22 @@ impl World {
     }
 }
 
-/// Two keys such that the first one controls (or not).
-pub(super) fn keys_with_role(controlling: bool, rng: &mut StdRng) -> (PublicKey, PublicKey) {
-    loop {
+/// A configuration with ICE and relay whose own key controls (or not).
+pub(super) fn config_with_role(controlling: bool, rng: &mut StdRng) -> ConnConfig {
+    let (own, peer) = loop {
         let a = PrivateKey::from_bytes(rng.gen()).public_key();
         let b = PrivateKey::from_bytes(rng.gen()).public_key();
         if crate::ice::is_controlling(&a, &b) == controlling {
-            return (a, b);
+            break (a, b);
         }
+    };
+    ConnConfig {
+        own,
+        peer,
+        ice: true,
+        relay: true,
+        wg_listen_port: 51820,
+        version: "test".into(),
     }
 }
 

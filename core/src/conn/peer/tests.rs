@@ -18,15 +18,7 @@ fn t(ms: u64) -> Instant {
 
 fn conn(controlling: bool) -> Conn {
     let mut rng = StdRng::seed_from_u64(u64::from(controlling));
-    let (own, peer) = super::sim::keys_with_role(controlling, &mut rng);
-    let config = ConnConfig {
-        own,
-        peer,
-        ice: true,
-        relay: true,
-        wg_listen_port: 51820,
-        version: "test".into(),
-    };
+    let config = super::sim::config_with_role(controlling, &mut rng);
     Conn::new(config, t(0), StdRng::seed_from_u64(9), PathIds::default())
 }
 
