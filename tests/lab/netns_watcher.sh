@@ -190,6 +190,22 @@ if want e; then
     nb_stop_peers
 fi
 
+# traffic_again WHAT T0 BOUND: waits (up to BOUND) for a reply to a request sent after T0 and prints
+# the figure "WHAT -> traffic again"; sets RECOVERED=yes/no and T_AFTER (T0 + 100 ms). Replies within 100 ms of T0 may
+# answer requests sent before it (the round trip here is under 1 ms), so they do not count.
+traffic_again() {
+    local what=$1 t0=$2 bound=$3 t_reply
+    T_AFTER=$(awk -v t="$t0" 'BEGIN { printf "%.6f", t + 0.1 }')
+    RECOVERED=yes
+    lab_wait "$bound" "a reply after the $what" has_reply_after "$T_AFTER" 2>/dev/null || RECOVERED=no
+    t_reply=$(first_reply_after "$T_AFTER")
+    if [[ -n $t_reply ]]; then
+        echo "figure: $what -> traffic again: $(seconds "$t0" "$t_reply") s" | tee -a "$LAB_TMP/figures"
+    else
+        echo "figure: $what -> traffic again: none within $bound s" | tee -a "$LAB_TMP/figures"
+    fi
+}
+
 # a_ready: A on ICE P2P with the relay on standby, and B on ICE P2P.
 a_ready() { ice_with_relay_standby pawa && [[ $(path_kind pbwa) == ice-p2p ]]; }
 
@@ -221,16 +237,8 @@ if want a; then
         }
         fault -I
         t_fault=$EPOCHREALTIME
-        # Replies within 100 ms of the fault may answer requests sent before it (RTT here < 1 ms).
-        t_after=$(awk -v t="$t_fault" 'BEGIN { printf "%.6f", t + 0.1 }')
-        recovered=yes
-        lab_wait "$STALE_BOUND" "a reply after the fault" has_reply_after "$t_after" 2>/dev/null || recovered=no
-        t_reply=$(first_reply_after "$t_after")
-        if [[ -n $t_reply ]]; then
-            echo "figure: stale ice-p2p -> traffic again: $(seconds "$t_fault" "$t_reply") s" | tee -a "$LAB_TMP/figures"
-        else
-            echo "figure: stale ice-p2p -> traffic again: none within $STALE_BOUND s" | tee -a "$LAB_TMP/figures"
-        fi
+        traffic_again "stale ice-p2p" "$t_fault" "$STALE_BOUND"
+        recovered=$RECOVERED
         lab_check "a: the fault dropped WireGuard on the ICE path (routers' rules hit)" \
             test "$(($(dropped "$RA" u32) + $(dropped "$RB" u32)))" -gt 0
         lab_check "a: traffic flows again within $STALE_BOUND s of the fault" \
@@ -239,7 +247,7 @@ if want a; then
         lab_check "a: the relay carries the traffic after the verdict (A and B)" \
             lab_wait 5 "relay active on both peers" bash -c \
             "'$PEERLINK' status --interface pawa | grep -q '^  path: relay ' && '$PEERLINK' status --interface pbwa | grep -q '^  path: relay '"
-        echo "# during the fault: A's path $(path_kind pawa), B's path $(path_kind pbwa), $(replies_after "$t_after") replies after the fault"
+        echo "# during the fault: A's path $(path_kind pawa), B's path $(path_kind pbwa), $(replies_after "$T_AFTER") replies after the fault"
 
         # (f): the fault removed.
         fault -D
@@ -277,15 +285,8 @@ if want b; then
         "-p tcp -s $NAT_SERVER_IP --sport $relay_port -d $A_LAN_IP --dport $lport")
     fault_rules "$RA" -I "${CUT[@]}"
     t_fault=$EPOCHREALTIME
-    t_after=$(awk -v t="$t_fault" 'BEGIN { printf "%.6f", t + 0.1 }')
-    recovered=yes
-    lab_wait "$STALE_BOUND" "a reply after the fault" has_reply_after "$t_after" 2>/dev/null || recovered=no
-    t_reply=$(first_reply_after "$t_after")
-    if [[ -n $t_reply ]]; then
-        echo "figure: stale relay -> traffic again: $(seconds "$t_fault" "$t_reply") s" | tee -a "$LAB_TMP/figures"
-    else
-        echo "figure: stale relay -> traffic again: none within $STALE_BOUND s" | tee -a "$LAB_TMP/figures"
-    fi
+    traffic_again "stale relay" "$t_fault" "$STALE_BOUND"
+    recovered=$RECOVERED
     lab_check "b: the fault silenced A's relay connection (router's rules hit)" test "$(dropped "$RA" "dpt:$lport|spt:$lport")" -gt 0
     lab_check "b: traffic flows again within $STALE_BOUND s of the fault" test "$recovered" = yes
     if [[ $recovered == yes ]]; then
@@ -320,18 +321,11 @@ ping_ok_before() {
 # recovery CASE TAG WHAT T0 BOUND: after WHAT happened at T0 to the peers pa$TAG and pb$TAG,
 # the first reply within BOUND and ICE P2P on both within HEAL_BOUND, as figures and checks.
 recovery() {
-    local case=$1 tag=$2 what=$3 t0=$4 bound=$5 t_after t_reply recovered=yes healed=yes
-    t_after=$(awk -v t="$t0" 'BEGIN { printf "%.6f", t + 0.1 }')
-    lab_wait "$bound" "a reply after the $what" has_reply_after "$t_after" 2>/dev/null || recovered=no
-    t_reply=$(first_reply_after "$t_after")
-    if [[ -n $t_reply ]]; then
-        echo "# at the first reply: A's path $(path_kind "pa$tag"), B's path $(path_kind "pb$tag")"
-        echo "figure: $what -> traffic again: $(seconds "$t0" "$t_reply") s" | tee -a "$LAB_TMP/figures"
-    else
-        echo "figure: $what -> traffic again: none within $bound s" | tee -a "$LAB_TMP/figures"
-        show_state "$tag"
-    fi
-    lab_check "$case: traffic flows again within $bound s of the $what" test "$recovered" = yes
+    local case=$1 tag=$2 what=$3 t0=$4 bound=$5 healed=yes
+    traffic_again "$what" "$t0" "$bound"
+    echo "# then: A's path $(path_kind "pa$tag"), B's path $(path_kind "pb$tag")"
+    [[ $RECOVERED == yes ]] || show_state "$tag"
+    lab_check "$case: traffic flows again within $bound s of the $what" test "$RECOVERED" = yes
     lab_wait "$HEAL_BOUND" "ICE P2P on both peers" both_ice "$tag" 2>/dev/null || healed=no
     if [[ $healed == yes ]]; then
         echo "figure: $what -> ice-p2p again: $(seconds "$t0" "$EPOCHREALTIME") s" | tee -a "$LAB_TMP/figures"
