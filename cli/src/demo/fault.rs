@@ -323,6 +323,7 @@ fn switch(who: usize, event: Result<Event, RecvError>) -> Result<Input, DemoErro
             | Event::SignalStateChanged(_)
             | Event::RelayStateChanged(_)
             | Event::IceStateChanged { .. }
+            | Event::PeerActivity { .. }
             | Event::Stopped,
         )
         | Err(RecvError::Lagged(_)) => Ok(Input::Tick),

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::clock::Instant;
-use crate::conn::{ConnStatus, Health};
+use crate::conn::{Activity, ConnStatus, Health};
 use crate::keys::PublicKey;
 use crate::path::{PathId, PathKind, PathObservations};
 use crate::wg::{EngineCountersSnapshot, PeerCountersSnapshot};
@@ -33,6 +33,9 @@ pub struct PeerStatus {
     pub paths: Vec<PathStatus>,
     /// The newest path switches, oldest first (a bounded history).
     pub switches: Vec<SwitchRecord>,
+    /// Open, idle or waking (lazy connections), and why it last changed.
+    pub activity: Activity,
+    pub activity_reason: Option<String>,
 }
 
 /// One change of the active path.
@@ -115,6 +118,8 @@ pub(crate) fn peer_status(peer: &crate::wg::Peer, conn: Option<&ConnStatus>, now
         counters: peer.counters.snapshot(),
         paths,
         switches,
+        activity: conn.map(|c| c.activity).unwrap_or_default(),
+        activity_reason: conn.and_then(|c| c.activity_reason).map(|r| r.to_string()),
     }
 }
 
@@ -138,6 +143,10 @@ impl std::fmt::Display for EngineStatus {
         )?;
         for p in &self.peers {
             writeln!(f, "\npeer: {}", p.public_key.to_base64())?;
+            match &p.activity_reason {
+                Some(why) => writeln!(f, "  connection: {} ({why})", p.activity)?,
+                None => writeln!(f, "  connection: {}", p.activity)?,
+            }
             match (&p.active_path, &p.remote) {
                 (Some(kind), Some(remote)) => writeln!(f, "  path: {kind} {remote}")?,
                 (Some(kind), None) => writeln!(f, "  path: {kind}")?,
