@@ -47,10 +47,12 @@ peerlink_up "$NA" "$IA" "$LAB_TMP/$TAG-a.toml" "$LAB_TMP/$TAG-a.log"
 PID_A=$LAB_PID
 peerlink_up "$NB" "$IB" "$LAB_TMP/$TAG-b.toml" "$LAB_TMP/$TAG-b.log"
 
+# figure TEXT: a figure line, printed after the checks (a check's own output shows on failure).
+figure() { echo "figure: $*" >>"$LAB_TMP/figures"; }
 # connection_is IFACE STATE: `peerlink status` shows the peer's connection in STATE.
 connection_is() { nb_status "$1" | grep -q "connection: $2"; }
-# no_path IFACE: status lists no path for the peer.
-no_path() { ! nb_status "$1" | grep -q "path: "; }
+# no_path IFACE: status shows no active path for the peer.
+no_path() { nb_status "$1" | grep -q "path: none"; }
 # wakeups PID: context switches of every thread of PID so far.
 wakeups() {
     cat /proc/"$1"/task/*/status 2>/dev/null |
@@ -67,7 +69,7 @@ lab_check "the peers connect (ICE and relay, lazy connections on)" connected
 idle_both() {
     local start=$EPOCHREALTIME
     lab_wait "$IDLE_BOUND" "A idle" connection_is "$IA" idle || { nb_status "$IA"; return 1; }
-    echo "figure: last data -> A idle: $(lab_ms "$start") ms (threshold ${LAZY_A} s)"
+    figure "last data -> A idle: $(lab_ms "$start") ms (threshold ${LAZY_A} s)"
     lab_wait 15 "B idle" connection_is "$IB" "idle (peer went idle)" || { nb_status "$IB"; return 1; }
     no_path "$IA" || { nb_status "$IA"; return 1; }
     no_path "$IB" || { nb_status "$IB"; return 1; }
@@ -81,8 +83,8 @@ idle_cost() {
     sleep "$IDLE_SECS" # the measurement window itself, not a wait for an event
     udp1=$(nat_count_udp "$RA" "$RA_WAN")
     w1=$(wakeups "$PID_A")
-    echo "figure: idle pair, UDP through A's router in ${IDLE_SECS} s: $((udp1 - udp0)) packets"
-    awk -v w=$((w1 - w0)) -v s="$IDLE_SECS" 'BEGIN { printf "figure: idle engine A (signal, relay, ICE configured), wake-ups: %.2f per second\n", w / s }'
+    figure "idle pair, UDP through A's router in ${IDLE_SECS} s: $((udp1 - udp0)) packets"
+    figure "$(awk -v w=$((w1 - w0)) -v s="$IDLE_SECS" 'BEGIN { printf "idle engine A (signal, relay, ICE configured), wake-ups: %.2f per second", w / s }')"
     connection_is "$IA" idle
 }
 lab_check "an idle pair stays idle" idle_cost
@@ -90,7 +92,7 @@ lab_check "an idle pair stays idle" idle_cost
 wake() {
     local from=$1 dst=$2 ia=$3 ib=$4 log=$LAB_TMP/wake-$1.log
     ping_once "$from" "$dst" "$log" || { cat "$log"; nb_status "$ia"; nb_status "$ib"; return 1; }
-    echo "figure: idle -> first packet answered ($5): $(sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' "$log") ms"
+    figure "idle -> first packet answered ($5): $(sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' "$log") ms"
     grep -q " 0% packet loss" "$log"
     lab_wait 10 "both open" connection_is "$ia" "active\|waking" || return 1
     lab_wait 10 "both open" connection_is "$ib" "active\|waking"
@@ -99,4 +101,5 @@ lab_check "one ping from B wakes both; its packet is answered" wake "$NB" 10.254
 lab_check "quiet again: both idle again" idle_both
 lab_check "one ping from A wakes both; its packet is answered" wake "$NA" 10.254.0.2 "$IA" "$IB" "A, idle by its threshold"
 
+cat "$LAB_TMP/figures" 2>/dev/null
 lab_summary
