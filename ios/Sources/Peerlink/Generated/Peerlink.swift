@@ -1207,6 +1207,13 @@ public struct EngineConfig: Equatable, Hashable {
      * ICE with STUN and TURN servers; needs `signal`.
      */
     public var ice: IceConfig?
+    /**
+     * Lazy connections: a peer's connection closes after `inactivity_threshold_secs` without
+     * data (default 900, at least 60) and opens again when a packet or the peer needs it.
+     * `true` keeps every connection open.
+     */
+    public var lazyDisabled: Bool
+    public var inactivityThresholdSecs: UInt64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1241,7 +1248,12 @@ public struct EngineConfig: Equatable, Hashable {
          */relay: RelayConfig? = nil, 
         /**
          * ICE with STUN and TURN servers; needs `signal`.
-         */ice: IceConfig? = nil) {
+         */ice: IceConfig? = nil, 
+        /**
+         * Lazy connections: a peer's connection closes after `inactivity_threshold_secs` without
+         * data (default 900, at least 60) and opens again when a packet or the peer needs it.
+         * `true` keeps every connection open.
+         */lazyDisabled: Bool = false, inactivityThresholdSecs: UInt64? = nil) {
         self.privateKey = privateKey
         self.addresses = addresses
         self.mtu = mtu
@@ -1253,6 +1265,8 @@ public struct EngineConfig: Equatable, Hashable {
         self.signal = signal
         self.relay = relay
         self.ice = ice
+        self.lazyDisabled = lazyDisabled
+        self.inactivityThresholdSecs = inactivityThresholdSecs
     }
 
     
@@ -1281,7 +1295,9 @@ public struct FfiConverterTypeEngineConfig: FfiConverterRustBuffer {
                 fdOwnership: FfiConverterOptionTypeTunFdOwnership.read(from: &buf), 
                 signal: FfiConverterOptionTypeSignalConfig.read(from: &buf), 
                 relay: FfiConverterOptionTypeRelayConfig.read(from: &buf), 
-                ice: FfiConverterOptionTypeIceConfig.read(from: &buf)
+                ice: FfiConverterOptionTypeIceConfig.read(from: &buf), 
+                lazyDisabled: FfiConverterBool.read(from: &buf), 
+                inactivityThresholdSecs: FfiConverterOptionUInt64.read(from: &buf)
         )
     }
 
@@ -1297,6 +1313,8 @@ public struct FfiConverterTypeEngineConfig: FfiConverterRustBuffer {
         FfiConverterOptionTypeSignalConfig.write(value.signal, into: &buf)
         FfiConverterOptionTypeRelayConfig.write(value.relay, into: &buf)
         FfiConverterOptionTypeIceConfig.write(value.ice, into: &buf)
+        FfiConverterBool.write(value.lazyDisabled, into: &buf)
+        FfiConverterOptionUInt64.write(value.inactivityThresholdSecs, into: &buf)
     }
 }
 
@@ -2002,6 +2020,10 @@ public struct PeerConfig: Equatable, Hashable {
      * Seconds between keepalives when idle; unset or 0 turns them off.
      */
     public var persistentKeepalive: UInt16?
+    /**
+     * Never closed for inactivity (a routing peer, say).
+     */
+    public var alwaysOn: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2020,12 +2042,16 @@ public struct PeerConfig: Equatable, Hashable {
          */endpoint: String? = nil, 
         /**
          * Seconds between keepalives when idle; unset or 0 turns them off.
-         */persistentKeepalive: UInt16? = nil) {
+         */persistentKeepalive: UInt16? = nil, 
+        /**
+         * Never closed for inactivity (a routing peer, say).
+         */alwaysOn: Bool = false) {
         self.publicKey = publicKey
         self.allowedIps = allowedIps
         self.presharedKey = presharedKey
         self.endpoint = endpoint
         self.persistentKeepalive = persistentKeepalive
+        self.alwaysOn = alwaysOn
     }
 
     
@@ -2048,7 +2074,8 @@ public struct FfiConverterTypePeerConfig: FfiConverterRustBuffer {
                 allowedIps: FfiConverterSequenceString.read(from: &buf), 
                 presharedKey: FfiConverterOptionString.read(from: &buf), 
                 endpoint: FfiConverterOptionString.read(from: &buf), 
-                persistentKeepalive: FfiConverterOptionUInt16.read(from: &buf)
+                persistentKeepalive: FfiConverterOptionUInt16.read(from: &buf), 
+                alwaysOn: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -2058,6 +2085,7 @@ public struct FfiConverterTypePeerConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.presharedKey, into: &buf)
         FfiConverterOptionString.write(value.endpoint, into: &buf)
         FfiConverterOptionUInt16.write(value.persistentKeepalive, into: &buf)
+        FfiConverterBool.write(value.alwaysOn, into: &buf)
     }
 }
 
@@ -2198,6 +2226,11 @@ public struct PeerStatus: Equatable, Hashable {
      * The latest changes of the active path, oldest first (a short, bounded history).
      */
     public var switches: [PathSwitch]
+    /**
+     * Open, idle or waking (lazy connections), and why it last changed.
+     */
+    public var activity: PeerActivity
+    public var activityReason: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2216,7 +2249,10 @@ public struct PeerStatus: Equatable, Hashable {
          */paths: [PathStatus], 
         /**
          * The latest changes of the active path, oldest first (a short, bounded history).
-         */switches: [PathSwitch]) {
+         */switches: [PathSwitch], 
+        /**
+         * Open, idle or waking (lazy connections), and why it last changed.
+         */activity: PeerActivity, activityReason: String?) {
         self.publicKey = publicKey
         self.connected = connected
         self.activePath = activePath
@@ -2225,6 +2261,8 @@ public struct PeerStatus: Equatable, Hashable {
         self.counters = counters
         self.paths = paths
         self.switches = switches
+        self.activity = activity
+        self.activityReason = activityReason
     }
 
     
@@ -2250,7 +2288,9 @@ public struct FfiConverterTypePeerStatus: FfiConverterRustBuffer {
                 lastHandshakeMsAgo: FfiConverterOptionUInt64.read(from: &buf), 
                 counters: FfiConverterTypePeerCounters.read(from: &buf), 
                 paths: FfiConverterSequenceTypePathStatus.read(from: &buf), 
-                switches: FfiConverterSequenceTypePathSwitch.read(from: &buf)
+                switches: FfiConverterSequenceTypePathSwitch.read(from: &buf), 
+                activity: FfiConverterTypePeerActivity.read(from: &buf), 
+                activityReason: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2263,6 +2303,8 @@ public struct FfiConverterTypePeerStatus: FfiConverterRustBuffer {
         FfiConverterTypePeerCounters.write(value.counters, into: &buf)
         FfiConverterSequenceTypePathStatus.write(value.paths, into: &buf)
         FfiConverterSequenceTypePathSwitch.write(value.switches, into: &buf)
+        FfiConverterTypePeerActivity.write(value.activity, into: &buf)
+        FfiConverterOptionString.write(value.activityReason, into: &buf)
     }
 }
 
@@ -2548,6 +2590,12 @@ public enum Event: Equatable, Hashable {
     case pathSwitched(peer: String, from: PathKind?, to: PathKind?, reason: String
     )
     /**
+     * The peer's connection closed for inactivity (`idle`) or woke, and why (lazy
+     * connections).
+     */
+    case peerActivity(peer: String, idle: Bool, reason: String
+    )
+    /**
      * The peer list was replaced.
      */
     case peersUpdated(count: UInt32
@@ -2619,27 +2667,30 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
         case 4: return .pathSwitched(peer: try FfiConverterString.read(from: &buf), from: try FfiConverterOptionTypePathKind.read(from: &buf), to: try FfiConverterOptionTypePathKind.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
         )
         
-        case 5: return .peersUpdated(count: try FfiConverterUInt32.read(from: &buf)
+        case 5: return .peerActivity(peer: try FfiConverterString.read(from: &buf), idle: try FfiConverterBool.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
         )
         
-        case 6: return .signalStateChanged(state: try FfiConverterTypeSignalState.read(from: &buf)
+        case 6: return .peersUpdated(count: try FfiConverterUInt32.read(from: &buf)
         )
         
-        case 7: return .relayStateChanged(state: try FfiConverterTypeRelayState.read(from: &buf)
+        case 7: return .signalStateChanged(state: try FfiConverterTypeSignalState.read(from: &buf)
         )
         
-        case 8: return .iceStateChanged(peer: try FfiConverterString.read(from: &buf), state: try FfiConverterTypeIceState.read(from: &buf)
+        case 8: return .relayStateChanged(state: try FfiConverterTypeRelayState.read(from: &buf)
         )
         
-        case 9: return .networkChanged(online: try FfiConverterBool.read(from: &buf)
+        case 9: return .iceStateChanged(peer: try FfiConverterString.read(from: &buf), state: try FfiConverterTypeIceState.read(from: &buf)
         )
         
-        case 10: return .tunReplaced
-        
-        case 11: return .eventsLost(missed: try FfiConverterUInt64.read(from: &buf)
+        case 10: return .networkChanged(online: try FfiConverterBool.read(from: &buf)
         )
         
-        case 12: return .stopped
+        case 11: return .tunReplaced
+        
+        case 12: return .eventsLost(missed: try FfiConverterUInt64.read(from: &buf)
+        )
+        
+        case 13: return .stopped
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -2674,43 +2725,50 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .peersUpdated(count):
+        case let .peerActivity(peer,idle,reason):
             writeInt(&buf, Int32(5))
+            FfiConverterString.write(peer, into: &buf)
+            FfiConverterBool.write(idle, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .peersUpdated(count):
+            writeInt(&buf, Int32(6))
             FfiConverterUInt32.write(count, into: &buf)
             
         
         case let .signalStateChanged(state):
-            writeInt(&buf, Int32(6))
+            writeInt(&buf, Int32(7))
             FfiConverterTypeSignalState.write(state, into: &buf)
             
         
         case let .relayStateChanged(state):
-            writeInt(&buf, Int32(7))
+            writeInt(&buf, Int32(8))
             FfiConverterTypeRelayState.write(state, into: &buf)
             
         
         case let .iceStateChanged(peer,state):
-            writeInt(&buf, Int32(8))
+            writeInt(&buf, Int32(9))
             FfiConverterString.write(peer, into: &buf)
             FfiConverterTypeIceState.write(state, into: &buf)
             
         
         case let .networkChanged(online):
-            writeInt(&buf, Int32(9))
+            writeInt(&buf, Int32(10))
             FfiConverterBool.write(online, into: &buf)
             
         
         case .tunReplaced:
-            writeInt(&buf, Int32(10))
+            writeInt(&buf, Int32(11))
         
         
         case let .eventsLost(missed):
-            writeInt(&buf, Int32(11))
+            writeInt(&buf, Int32(12))
             FfiConverterUInt64.write(missed, into: &buf)
             
         
         case .stopped:
-            writeInt(&buf, Int32(12))
+            writeInt(&buf, Int32(13))
         
         }
     }
@@ -3103,6 +3161,91 @@ public func FfiConverterTypePathKind_lift(_ buf: RustBuffer) throws -> PathKind 
 #endif
 public func FfiConverterTypePathKind_lower(_ value: PathKind) -> RustBuffer {
     return FfiConverterTypePathKind.lower(value)
+}
+
+
+
+/**
+ * Whether a peer's connection is open (lazy connections).
+ */
+
+public enum PeerActivity: Equatable, Hashable {
+    
+    /**
+     * Open: its paths are kept and watched.
+     */
+    case active
+    /**
+     * Closed for inactivity: no ICE agent, no relay path, nothing sent.
+     */
+    case idle
+    /**
+     * Opening again after idle; no path carries traffic yet.
+     */
+    case waking
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension PeerActivity: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePeerActivity: FfiConverterRustBuffer {
+    typealias SwiftType = PeerActivity
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PeerActivity {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .active
+        
+        case 2: return .idle
+        
+        case 3: return .waking
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: PeerActivity, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .active:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .idle:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .waking:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerActivity_lift(_ buf: RustBuffer) throws -> PeerActivity {
+    return try FfiConverterTypePeerActivity.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerActivity_lower(_ value: PeerActivity) -> RustBuffer {
+    return FfiConverterTypePeerActivity.lower(value)
 }
 
 

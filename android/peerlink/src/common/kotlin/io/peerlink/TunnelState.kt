@@ -69,6 +69,7 @@ fun TunnelState.reduce(event: Event): TunnelState = when (event) {
     is Event.HandshakeCompleted,
     is Event.PathChanged,
     is Event.PathSwitched,
+    is Event.PeerActivity,
     is Event.PeersUpdated,
     is Event.IceStateChanged,
     is Event.TunReplaced,
