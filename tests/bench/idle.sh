@@ -4,9 +4,11 @@
 # and N peers B1..BN (each its own `peerlink up` in its own namespace), signal, relay and ICE
 # configured. A pings every peer once, then nothing is said. Two runs of the same topology:
 #
-#   open   lazy connections off on A: N connected, quiet peers (the anchor);
+#   open   lazy connections off on A: N connected, quiet peers over ICE (the anchor);
+#   relay  the same with ICE off on A: N quiet peers on the relay (so open - relay is what ICE's
+#          consent checks cost);
 #   idle   lazy connections on (threshold 60 s, NetBird's minimum): after the threshold every
-#          peer is idle.
+#          peer is idle (what is left: signal and relay keepalives and the engine's own timers).
 #
 # For each, over WINDOW s: A's wake-ups per second (context switches of all its threads, read
 # from /proc) and the UDP datagrams and TCP segments A's namespace sent per minute. Then, in the
@@ -42,7 +44,11 @@ wakeups() {
 sent() {
     ip netns exec "$1" iptables -C OUTPUT -p "$2" -j ACCEPT 2>/dev/null ||
         ip netns exec "$1" iptables -I OUTPUT -p "$2" -j ACCEPT
-    ip netns exec "$1" iptables -L OUTPUT -v -x -n | awk -v p="$2" '$3 == "ACCEPT" && $4 == p { n += $1 } END { print n + 0 }'
+    # iptables prints the protocol by name or by number, depending on its backend.
+    local num=17 # IANA protocol numbers: UDP 17, TCP 6
+    [[ $2 == tcp ]] && num=6
+    ip netns exec "$1" iptables -L OUTPUT -v -x -n |
+        awk -v p="$2" -v num="$num" '$3 == "ACCEPT" && ($4 == p || $4 == num) { n += $1 } END { print n + 0 }'
 }
 
 # run MODE: the topology once with A's lazy mode MODE (open or idle); prints figure lines.
@@ -54,9 +60,9 @@ run() {
     ka=$("$PEERLINK" genkey)
     {
         printf 'interface = "pa%s"\nprivate_key = "%s"\naddresses = ["10.254.0.1/16"]\n' "$tag" "$ka"
-        printf '\n[signal]\nurl = "%s"\n\n[ice]\nstun = ["%s"]\n\n[relay]\nurls = ["%s"]\nsecret = "%s"\n' \
-            "$SIGNAL_URL" "$COTURN_STUN_URL" "$RELAY" "$SECRET"
-        if [[ $mode == open ]]; then
+        printf '\n[signal]\nurl = "%s"\n\n[relay]\nurls = ["%s"]\nsecret = "%s"\n' "$SIGNAL_URL" "$RELAY" "$SECRET"
+        [[ $mode == relay ]] || printf '\n[ice]\nstun = ["%s"]\n' "$COTURN_STUN_URL"
+        if [[ $mode != idle ]]; then
             printf '\n[lazy]\ndisabled = true\n'
         else
             printf '\n[lazy]\ninactivity_threshold_secs = %s\n' "$LAZY"
@@ -92,8 +98,9 @@ run() {
     sleep "$WINDOW" # the measurement window
     w1=$(wakeups "$pid") u1=$(sent "$a" udp) t1=$(sent "$a" tcp)
     awk -v m="$mode" -v n="$N" -v w=$((w1 - w0)) -v u=$((u1 - u0)) -v t=$((t1 - t0)) -v s="$WINDOW" 'BEGIN {
-        printf "idle engine with %d %s peers (signal, relay, ICE): %.2f wake-ups/s, %.1f UDP datagrams/min, %.1f TCP segments/min\n",
-            n, (m == "open" ? "connected quiet" : "idle"), w / s, u * 60 / s, t * 60 / s }'
+        what = (m == "open" ? "connected quiet peers over ICE" : m == "relay" ? "connected quiet peers on the relay (ICE off)" : "idle peers")
+        printf "idle engine with %d %s: %.2f wake-ups/s, %.1f UDP datagrams/min, %.1f TCP segments/min\n",
+            n, what, w / s, u * 60 / s, t * 60 / s }'
     printf 'idle engine RSS (%s): %d KiB\n' "$mode" "$(awk '/VmRSS/ { print $2 }' /proc/"$pid"/status)"
     if [[ $mode == idle ]]; then
         : >"$LAB_TMP/wakes"
@@ -116,7 +123,8 @@ stop_run() {
 }
 
 echo "# $N peers, window ${WINDOW} s"
-first=${#_LAB_PIDS[@]}
-run open
-stop_run "$first"
-run idle
+for mode in open relay idle; do
+    first=${#_LAB_PIDS[@]}
+    run "$mode"
+    stop_run "$first"
+done
