@@ -36,9 +36,12 @@ ip -n "$R" link add nat-br type bridge
 ip -n "$R" addr add 10.202.2.1/24 dev nat-br
 ip -n "$R" link set nat-br up
 
+# wakeups PID [KINDS]: context switches of every thread of PID so far (KINDS: a regex of
+# voluntary|nonvoluntary; the voluntary ones are the wake-ups the process asked for, the others
+# grow with the machine's load).
 wakeups() {
     cat /proc/"$1"/task/*/status 2>/dev/null |
-        awk '/^(voluntary|nonvoluntary)_ctxt_switches/ { n += $2 } END { print n + 0 }'
+        awk -v k="^(${2:-voluntary|nonvoluntary})_ctxt_switches" '$0 ~ k { n += $2 } END { print n + 0 }'
 }
 # sent NS PROTO: packets of PROTO the namespace has sent since the counting rule was added.
 sent() {
@@ -93,14 +96,14 @@ run() {
     else
         sleep 15 # let the connections settle (ICE selected, relay standby), not an event
     fi
-    local w0 u0 t0 w1 u1 t1
-    w0=$(wakeups "$pid") u0=$(sent "$a" udp) t0=$(sent "$a" tcp)
+    local w0 v0 u0 t0 w1 v1 u1 t1
+    w0=$(wakeups "$pid") v0=$(wakeups "$pid" voluntary) u0=$(sent "$a" udp) t0=$(sent "$a" tcp)
     sleep "$WINDOW" # the measurement window
-    w1=$(wakeups "$pid") u1=$(sent "$a" udp) t1=$(sent "$a" tcp)
-    awk -v m="$mode" -v n="$N" -v w=$((w1 - w0)) -v u=$((u1 - u0)) -v t=$((t1 - t0)) -v s="$WINDOW" 'BEGIN {
+    w1=$(wakeups "$pid") v1=$(wakeups "$pid" voluntary) u1=$(sent "$a" udp) t1=$(sent "$a" tcp)
+    awk -v m="$mode" -v n="$N" -v w=$((w1 - w0)) -v v=$((v1 - v0)) -v u=$((u1 - u0)) -v t=$((t1 - t0)) -v s="$WINDOW" 'BEGIN {
         what = (m == "open" ? "connected quiet peers over ICE" : m == "relay" ? "connected quiet peers on the relay (ICE off)" : "idle peers")
-        printf "idle engine with %d %s: %.2f wake-ups/s, %.1f UDP datagrams/min, %.1f TCP segments/min\n",
-            n, what, w / s, u * 60 / s, t * 60 / s }'
+        printf "idle engine with %d %s: %.2f wake-ups/s (%.2f voluntary), %.1f UDP datagrams/min, %.1f TCP segments/min\n",
+            n, what, w / s, v / s, u * 60 / s, t * 60 / s }'
     printf 'idle engine RSS (%s): %d KiB\n' "$mode" "$(awk '/VmRSS/ { print $2 }' /proc/"$pid"/status)"
     if [[ $mode == idle ]]; then
         : >"$LAB_TMP/wakes"
@@ -112,6 +115,8 @@ run() {
             if (NR == 0) { print "idle peer, first packet -> reply: no reply"; exit }
             printf "idle peer, first packet -> reply (LAN, %d of %d answered): median %.0f ms, worst %.0f ms\n",
                 NR, want, v[int((NR + 1) / 2)], v[NR] }'
+        printf 'idle engine RSS with %d peers, %d of them woken, the rest idle: %d KiB\n' \
+            "$N" "$WAKES" "$(awk '/VmRSS/ { print $2 }' /proc/"$pid"/status)"
     fi
 }
 
