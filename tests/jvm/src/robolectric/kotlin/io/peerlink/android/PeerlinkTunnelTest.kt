@@ -22,6 +22,7 @@ import io.peerlink.echoReply
 import io.peerlink.echoRequest
 import io.peerlink.generateKeyPair
 import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.SupervisorJob
 import kotlinx.coroutines.cancel
@@ -142,8 +143,8 @@ class PeerlinkTunnelTest {
 
         // A peer update with a new route rebuilds the interface; the engine swaps tuns in place.
         val events = Collections.synchronizedList(mutableListOf<Event>())
-        val collector = a.get().scope.launch { tunnelA.events.collect { events += it } }
-        delay(50) // the collector subscribes; only TunReplaced below is awaited
+        // Undispatched: subscribed before launch returns, so no event below is missed.
+        val collector = a.get().scope.launch(start = CoroutineStart.UNDISPATCHED) { tunnelA.events.collect { events += it } }
         tunnelA.updatePeers(listOf(peerB.copy(allowedIps = listOf("$ADDRESS_B/32", "10.9.0.0/24"))))
         val second = vpnA.established.last()
         assertEquals(2, vpnA.established.size)
@@ -156,8 +157,10 @@ class PeerlinkTunnelTest {
         assertTrue("no restart: $events", events.none { it is Event.Started })
 
         // Revoked: the tunnel stops, the engine closes its tun, the callback is gone.
+        val callbacksBefore = callbacks().size
         a.get().onRevoke()
         assertEquals(TunnelState.Stopped, tunnelA.state.value)
+        assertEquals("A's network callback is unregistered", callbacksBefore - 1, callbacks().size)
         assertTrue("the tun is closed on revocation", second.pipe.closedByEngine())
         withTimeout(5_000) { while (Event.Stopped !in events) delay(10) }
         collector.cancel()
