@@ -3,7 +3,7 @@
 #   1. formatting and clippy (-D warnings),
 #   2. the cargo tests of the workspace (unit, in-process engines, real NetBird servers),
 #   3. the lab suites in network namespaces (root only; they skip with a reason otherwise),
-#   4. the JVM tests of the Kotlin layer and the Android classes compiled against android-all
+#   4. the JVM tests of the Kotlin layer, the Android classes under Robolectric, and the sample compiled against android-all
 #      (tests/jvm.sh --android-typecheck), when Java and Maven are present,
 #   5. the mobile checks (tests/mobile-checks.sh): committed Swift bindings current, clippy for
 #      aarch64-linux-android and aarch64-apple-ios (a type check: no Apple SDK here).
