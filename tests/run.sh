@@ -85,7 +85,7 @@ for suite in tests/lab/netns_*.sh; do
 done
 
 if [[ -x tests/jvm.sh ]]; then
-    step "JVM tests of the Kotlin layer, Android classes type-checked"
+    step "JVM tests of the Kotlin layer, Android classes under Robolectric, the sample type-checked"
     PEERLINK_SKIP_LOG=$log_dir/jvm.skips bash tests/jvm.sh --android-typecheck 2>&1 | tee "$log_dir/jvm.log"
     tally "$log_dir/jvm.log" "jvm" "${PIPESTATUS[0]}" "$log_dir/jvm.skips"
 fi
