@@ -109,6 +109,46 @@ class PeerlinkSessionTest {
         }
     }
 
+    @Test
+    fun `a collector that falls behind is told how many events it lost`() = runBlocking {
+        PeerlinkSession(noPeerConfig(), null, scope).use { session ->
+            PacketPipe().use { pipe ->
+                val gate = kotlinx.coroutines.CompletableDeferred<Unit>()
+                val seen = Collections.synchronizedList(mutableListOf<Event>())
+                val collector = scope.launch(start = kotlinx.coroutines.CoroutineStart.UNDISPATCHED) {
+                    session.events.collect { gate.await(); seen += it }
+                }
+                session.start(pipe.engineEnd)
+                // Far more changes than the session's buffer and the engine's queue hold, while
+                // the collector is stuck: the pump waits, the engine's queue overflows.
+                repeat(CHANGES / 2) {
+                    session.networkAvailable(1)
+                    session.networkLost(1)
+                }
+                gate.complete(Unit)
+                withTimeout(10_000) { session.stop() }
+                val lost = session.eventsLost.value
+                fun reported() = synchronized(seen) { seen.filterIsInstance<Event.EventsLost>().sumOf { it.missed } }
+                fun delivered() = synchronized(seen) { seen.count { it is Event.NetworkChanged } }
+                // The pump has ended; the collector may still be reading what it buffered.
+                kotlinx.coroutines.withTimeoutOrNull(5_000) {
+                    while (reported() != lost || delivered().toULong() + lost < CHANGES.toULong()) kotlinx.coroutines.delay(10)
+                }
+                collector.cancel()
+                val reported = reported()
+                val delivered = delivered()
+                assertTrue(lost > 0UL, "nothing counted as lost: ${seen.size} events seen")
+                assertEquals(lost, reported, "the counter and the EventsLost events agree")
+                assertTrue(delivered.toULong() + lost >= CHANGES.toULong(), "$delivered delivered + $lost lost < $CHANGES")
+            }
+        }
+    }
+
+    private companion object {
+        /** Well past the session's 64-event buffer plus the engine's 256-event queue. */
+        const val CHANGES = 1000
+    }
+
     @org.junit.jupiter.api.AfterEach
     fun cancelScope() = scope.cancel()
 }
