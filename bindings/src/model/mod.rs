@@ -335,6 +335,40 @@ mod tests {
     }
 
     #[test]
+    fn lost_events_are_counted_and_the_peers_reread_from_status() {
+        let model = TunnelModel::new(Engine::new(config(), None).unwrap());
+        let (tun, os) = packet_socketpair().unwrap();
+        model.start(tun).unwrap();
+        // Nobody pumps while far more events than the engine's queue holds come in.
+        for i in 0..peerlink_core::engine::EVENT_CAPACITY + 10 {
+            model.engine().network_changed(i % 2 == 0);
+        }
+        let first = block_on(model.next_update()).unwrap();
+        let Event::EventsLost { missed } = first.event else {
+            panic!("the loss comes first: {first:?}");
+        };
+        assert!(missed >= 10, "{first:?}");
+        assert_eq!(first.events_lost, missed);
+        assert_eq!(first.peers.len(), 1, "peers reread from status: {first:?}");
+        block_on(model.stop()).unwrap();
+        let rest = pump(&model);
+        let reported: u64 = std::iter::once(&first)
+            .chain(&rest)
+            .map(|u| match u.event {
+                Event::EventsLost { missed } => missed,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(
+            model.events_lost(),
+            reported,
+            "the counter is the sum of the reports"
+        );
+        // SAFETY: closing the test's own end.
+        unsafe { libc::close(os) };
+    }
+
+    #[test]
     fn update_peers_says_when_routes_changed() {
         let model = TunnelModel::new(Engine::new(config(), None).unwrap());
         let key = crate::config::generate_key_pair().public_key;
