@@ -60,6 +60,9 @@ pub enum PlaneEvent {
     PathAdded { peer: PublicKey, id: PathId },
     /// WireGuard had something to send to `peer` and no active path to send it on.
     NoPath { peer: PublicKey },
+    /// The first authenticated packet arrived on `peer`'s path `id`: its proof of life, which
+    /// the control plane needs to see now (a standby proven, a new path taking over).
+    FirstProof { peer: PublicKey, id: PathId },
     /// Data moved to or from `peer` after a quiet spell (at most one per quiet spell): the
     /// control plane observes it now instead of polling quiet peers often.
     Activity { peer: PublicKey },

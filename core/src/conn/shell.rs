@@ -408,6 +408,7 @@ impl Shell {
         match event {
             PlaneEvent::PathAdded { peer, .. }
             | PlaneEvent::NoPath { peer }
+            | PlaneEvent::FirstProof { peer, .. }
             | PlaneEvent::Activity { peer } => {
                 let Some(obs) = self.plane.observe(&peer) else {
                     return;

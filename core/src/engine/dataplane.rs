@@ -430,7 +430,13 @@ impl Shared {
             Source::Direct(from) => self.direct_path_from(peer, from),
             Source::Path { path, .. } => peer.path(path)?,
         };
-        path.stats.on_rx(now, len, message);
+        if path.stats.on_rx(now, len, message) {
+            // A new path's first proof: the control plane may be observing this peer rarely.
+            self.report(PlaneEvent::FirstProof {
+                peer: peer.key,
+                id: path.id,
+            });
+        }
         Some(path)
     }
 

@@ -143,10 +143,6 @@ impl std::fmt::Display for EngineStatus {
         )?;
         for p in &self.peers {
             writeln!(f, "\npeer: {}", p.public_key.to_base64())?;
-            match &p.activity_reason {
-                Some(why) => writeln!(f, "  connection: {} ({why})", p.activity)?,
-                None => writeln!(f, "  connection: {}", p.activity)?,
-            }
             match (&p.active_path, &p.remote) {
                 (Some(kind), Some(remote)) => writeln!(f, "  path: {kind} {remote}")?,
                 (Some(kind), None) => writeln!(f, "  path: {kind}")?,
@@ -155,6 +151,10 @@ impl std::fmt::Display for EngineStatus {
             match p.last_handshake {
                 Some(t) => writeln!(f, "  latest handshake: {:.1} s ago", t.as_secs_f64())?,
                 None => writeln!(f, "  latest handshake: never")?,
+            }
+            match &p.activity_reason {
+                Some(why) => writeln!(f, "  connection: {} ({why})", p.activity)?,
+                None => writeln!(f, "  connection: {}", p.activity)?,
             }
             for standby in p.paths.iter().filter(|path| !path.active && path.usable) {
                 writeln!(f, "  standby: {} {}", standby.kind, standby.remote)?;

@@ -63,9 +63,11 @@ pub struct PathObservations {
 }
 
 impl PathStats {
-    /// An authenticated datagram of `len` bytes arrived on this path.
-    pub fn on_rx(&self, now: Instant, len: usize, what: Authenticated) {
+    /// An authenticated datagram of `len` bytes arrived on this path. True for the first one:
+    /// the path's first proof of life.
+    pub fn on_rx(&self, now: Instant, len: usize, what: Authenticated) -> bool {
         let at = stamp(now);
+        let first = self.last_rx.load(Ordering::Relaxed) == 0;
         self.last_rx.store(at, Ordering::Relaxed);
         match what {
             Authenticated::HandshakeInitiation => self.last_handshake_rx.store(at, Ordering::Relaxed),
@@ -85,6 +87,7 @@ impl PathStats {
         }
         self.rx_packets.fetch_add(1, Ordering::Relaxed);
         self.rx_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        first
     }
 
     /// `datagram` went out on this path.
@@ -157,7 +160,11 @@ mod tests {
     #[test]
     fn data_received_sets_last_data_rx_and_not_last_handshake_rx() {
         let s = PathStats::default();
-        s.on_rx(at(10), 32, Authenticated::Data);
+        assert!(s.on_rx(at(10), 32, Authenticated::Data), "the path's first proof");
+        assert!(
+            !s.on_rx(at(10), 32, Authenticated::Data),
+            "not the first any more"
+        );
         let o = s.snapshot();
         assert_eq!((o.last_rx, o.last_data_rx), (Some(at(10)), Some(at(10))));
         assert_eq!(o.last_handshake_rx, None);
