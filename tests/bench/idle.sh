@@ -14,7 +14,8 @@
 # from /proc) and the UDP datagrams and TCP segments A's namespace sent per minute. Then, in the
 # idle run, the time from the first packet to an idle peer to its reply (one ping to each of
 # the first WAKES peers, each idle until then): median and worst.
-# Usage: tests/bench/idle.sh   (N=20, WINDOW=60, WAKES=10; the release CLI must be built)
+# Usage: tests/bench/idle.sh   (N=20, WINDOW=60, WAKES=10, MODES="open relay idle"; the release
+# CLI must be built). N=100 MODES=idle gives the memory of 100 peers of which 90 are idle.
 source "$(dirname "$0")/../lab/lib.sh"
 source "$(dirname "$0")/../lab/nat.sh"
 source "$(dirname "$0")/../lab/coturn.sh"
@@ -128,7 +129,7 @@ stop_run() {
 }
 
 echo "# $N peers, window ${WINDOW} s"
-for mode in open relay idle; do
+for mode in ${MODES:-open relay idle}; do
     first=${#_LAB_PIDS[@]}
     run "$mode"
     stop_run "$first"
