@@ -48,7 +48,7 @@ pub struct EngineSpec {
     pub ice: Option<IceSpec>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalSpec {
     /// `http://host:port` or `https://host:port`.
@@ -58,7 +58,7 @@ pub struct SignalSpec {
     pub ca_pem: Option<String>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySpec {
     /// `rel://host:port` or `rels://host:port`, as management lists them.
@@ -76,7 +76,7 @@ pub struct RelaySpec {
     pub ca_pem: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IceSpec {
     /// `stun:host:port` URLs.
@@ -92,7 +92,7 @@ pub struct IceSpec {
     pub interfaces: Option<Vec<String>>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TurnSpec {
     /// `turn:host:port` (UDP).
