@@ -38,6 +38,9 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 command -v openssl >/dev/null || need+=(openssl)
 command -v turnserver >/dev/null || need+=(coturn)
 command -v ss >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
+command -v jq >/dev/null || need+=(jq)
+command -v gcc >/dev/null || need+=(gcc)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         echo "installing: ${need[*]}"

@@ -51,6 +51,9 @@ pub struct EngineConfig {
     /// ICE with STUN and TURN servers; needs `signal`.
     #[uniffi(default = None)]
     pub ice: Option<IceConfig>,
+    /// NetBird's management server: the address, peers and servers come from there.
+    #[uniffi(default = None)]
+    pub management: Option<crate::management::ManagementConfig>,
 }
 
 /// NetBird's signal server.
@@ -228,11 +231,12 @@ impl Validated {
             signal: config.signal.as_ref().map(SignalConfig::to_spec),
             relay: config.relay.as_ref().map(RelayConfig::to_spec),
             ice: config.ice.as_ref().map(IceConfig::to_spec),
+            management: config.management.as_ref().map(|m| m.to_spec()),
         };
         let core = spec.validate()?;
         // The app's engine always takes signal from its configuration (core's in-process hub is
         // for the demo and tests), so ICE without it can be refused here, naming the field.
-        if core.ice.is_some() && core.signal.is_none() {
+        if core.ice.is_some() && core.signal.is_none() && core.management.is_none() {
             return Err(PeerlinkError::config(
                 "ice",
                 "ice: ICE needs a signal server (set signal.url)",
@@ -478,6 +482,7 @@ pub(crate) mod tests {
             signal: None,
             relay: None,
             ice: None,
+            management: None,
         }
     }
 

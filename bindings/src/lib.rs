@@ -11,6 +11,7 @@ mod engine;
 mod error;
 mod guard;
 mod logging;
+mod management;
 mod platform;
 mod status;
 mod utun;
@@ -22,6 +23,7 @@ pub use config::{
 pub use engine::{Engine, MAX_BLOCKING_THREADS, THREAD_STACK_SIZE, WORKER_THREADS};
 pub use error::PeerlinkError;
 pub use logging::{init_logging, set_log_level, LogLevel};
+pub use management::{ManagedDns, ManagedInterface, ManagementConfig, ManagementState, ManagementStatus};
 pub use platform::Platform;
 pub use status::{
     EngineDrops, EngineStatus, Event, IceState, PathHealth, PathKind, PathStatus, PathSwitch, PeerCounters,

@@ -28,6 +28,9 @@ pub const MAX_MTU: u16 = 9000;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSpec {
+    /// Required; `#[serde(default)]` only so that a front end can fill it in from elsewhere
+    /// (the CLI's key file) after reading the rest.
+    #[serde(default)]
     pub private_key: String,
     #[serde(default)]
     pub addresses: Vec<String>,
@@ -46,6 +49,26 @@ pub struct EngineSpec {
     /// ICE (STUN and TURN servers); needs `signal`.
     #[serde(default)]
     pub ice: Option<IceSpec>,
+    /// NetBird's management server: with it, the address, peers and servers come from there
+    /// (`ice` still sets the interfaces ICE may use).
+    #[serde(default)]
+    pub management: Option<ManagementSpec>,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementSpec {
+    /// `https://host:port` (or `http://` for a server without TLS).
+    pub url: String,
+    /// A setup key, needed while the server does not know this peer's key.
+    #[serde(default)]
+    pub setup_key: String,
+    /// The peer's name in the network; unset means the system's host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// PEM CA certificate(s) to trust besides the public roots (self-hosted servers).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
 
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -126,6 +149,7 @@ pub struct EngineConfig {
     pub signal: Option<SignalSpec>,
     pub relay: Option<RelaySettings>,
     pub ice: Option<IceSpec>,
+    pub management: Option<ManagementSpec>,
 }
 
 /// Validated relay settings.
@@ -201,6 +225,7 @@ impl EngineSpec {
         let signal = self.signal.as_ref().map(validate_signal).transpose()?;
         let relay = self.relay.as_ref().map(validate_relay).transpose()?;
         let ice = self.ice.as_ref().map(validate_ice).transpose()?;
+        let management = self.management.as_ref().map(validate_management).transpose()?;
         Ok(EngineConfig {
             private_key,
             addresses,
@@ -210,6 +235,7 @@ impl EngineSpec {
             signal,
             relay,
             ice,
+            management,
         })
     }
 }
@@ -313,6 +339,18 @@ impl std::fmt::Debug for TurnSpec {
     }
 }
 
+/// Setup keys are secrets: never in a log.
+impl std::fmt::Debug for ManagementSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementSpec")
+            .field("url", &self.url)
+            .field("setup_key", &!self.setup_key.is_empty())
+            .field("hostname", &self.hostname)
+            .field("ca_pem", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
 fn server_error(field: impl Into<String>, problem: impl ToString) -> ConfigError {
     ConfigError::Server {
         field: field.into(),
@@ -320,7 +358,22 @@ fn server_error(field: impl Into<String>, problem: impl ToString) -> ConfigError
     }
 }
 
-fn validate_signal(s: &SignalSpec) -> Result<SignalSpec, ConfigError> {
+fn validate_management(m: &ManagementSpec) -> Result<ManagementSpec, ConfigError> {
+    let url = m.url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(server_error(
+            "management.url",
+            format!("`{url}` must start with http:// or https://"),
+        ));
+    }
+    Ok(ManagementSpec {
+        url: url.to_owned(),
+        setup_key: m.setup_key.trim().to_owned(),
+        ..m.clone()
+    })
+}
+
+pub(crate) fn validate_signal(s: &SignalSpec) -> Result<SignalSpec, ConfigError> {
     let url = s.url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(server_error(
@@ -334,7 +387,7 @@ fn validate_signal(s: &SignalSpec) -> Result<SignalSpec, ConfigError> {
     })
 }
 
-fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
+pub(crate) fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
     let urls = r
         .urls
         .iter()
@@ -370,7 +423,7 @@ fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
     Ok(RelaySettings { urls, token, tls })
 }
 
-fn validate_ice(i: &IceSpec) -> Result<IceSpec, ConfigError> {
+pub(crate) fn validate_ice(i: &IceSpec) -> Result<IceSpec, ConfigError> {
     for (n, url) in i.stun.iter().enumerate() {
         if !url.starts_with("stun:") {
             return Err(server_error(

@@ -58,6 +58,8 @@ pub(crate) struct ControlPlane {
     pub relay: Option<Arc<RelayManager>>,
     /// Signal and what it receives; `None` runs direct paths only.
     pub signal: Option<(SignalHandle, mpsc::Receiver<Incoming>)>,
+    /// New STUN/TURN servers and credentials (from management), for the next ICE sessions.
+    pub ice_updates: watch::Receiver<Option<IceConfig>>,
 }
 
 /// Results of work the loop spawned.
@@ -139,6 +141,7 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
         ice,
         relay,
         signal,
+        mut ice_updates,
     } = cp;
     let mut relay_state = relay.as_ref().map(|r| r.state());
     let (signal, mut incoming) = match signal {
@@ -209,6 +212,13 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
             Some(event) = plane_events.recv() => s.on_plane(event, Instant::now()),
             Some(state) = changed(&mut signal_state) => s.on_signal_state(state, Instant::now()),
             Some(state) = changed(&mut relay_state) => s.on_relay_state(state, Instant::now()),
+            Ok(()) = ice_updates.changed() => {
+                // Sessions running keep their servers; the next ones use these. ICE is never
+                // turned off or on mid-run (connections were set up with or without it).
+                if let (Some(_), Some(config)) = (&s.ice, ice_updates.borrow_and_update().clone()) {
+                    s.ice = Some(config);
+                }
+            }
             _ = sleep_until(deadline) => s.on_timeout(Instant::now()),
         }
     }
