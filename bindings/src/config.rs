@@ -301,6 +301,32 @@ impl Validated {
             dns_servers: self.dns_servers.iter().map(IpAddr::to_string).collect(),
         }
     }
+
+    /// The interface management asks for: its address and MTU, the overlay network and the
+    /// routed networks as routes, the app's DNS servers.
+    pub fn managed_interface_settings(
+        &self,
+        managed: &peerlink_core::mgmt::InterfaceConfig,
+    ) -> InterfaceSettings {
+        let mut routes: Vec<IpPrefix> = Vec::new();
+        for net in managed
+            .addresses
+            .iter()
+            .chain(managed.routes.iter())
+            .map(IpNet::network)
+        {
+            let route = IpPrefix::from(&net);
+            if !routes.contains(&route) {
+                routes.push(route);
+            }
+        }
+        InterfaceSettings {
+            addresses: managed.addresses.iter().map(IpPrefix::from).collect(),
+            routes,
+            mtu: managed.mtu,
+            dns_servers: self.dns_servers.iter().map(IpAddr::to_string).collect(),
+        }
+    }
 }
 
 impl PeerConfig {

@@ -156,3 +156,58 @@ impl From<peerlink_core::engine::ManagementStatus> for ManagementStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{event_from_core, Event};
+    use peerlink_core::Event as CoreEvent;
+
+    #[test]
+    fn a_refused_setup_key_reaches_the_app_as_its_own_state() {
+        let state: ManagementState = CoreState::Failed(ManagementError::InvalidSetupKey {
+            message: "setup key not found".into(),
+        })
+        .into();
+        assert!(
+            matches!(state, ManagementState::InvalidSetupKey { ref detail } if detail.contains("new one")),
+            "{state:?}"
+        );
+        let state: ManagementState = CoreState::Failed(ManagementError::LoginRequired {
+            message: "expired".into(),
+        })
+        .into();
+        assert!(
+            matches!(state, ManagementState::LoginRequired { .. }),
+            "{state:?}"
+        );
+    }
+
+    #[test]
+    fn the_interface_event_carries_addresses_routes_and_mtu() {
+        let core = InterfaceConfig {
+            addresses: vec!["100.64.0.5/16".parse().unwrap()],
+            mtu: 1280,
+            routes: vec!["192.168.50.0/24".parse().unwrap()],
+            fqdn: "phone.netbird.selfhosted".into(),
+        };
+        let event = event_from_core(CoreEvent::InterfaceChanged(core.clone()));
+        let Some(Event::InterfaceChanged { interface }) = event else {
+            panic!("{event:?}");
+        };
+        assert_eq!(interface.addresses, vec!["100.64.0.5/16".to_owned()]);
+        assert_eq!(interface.routes, vec!["192.168.50.0/24".to_owned()]);
+        assert_eq!(interface.mtu, 1280);
+
+        let config = crate::config::tests::config();
+        let settings = crate::config::Validated::new(&config)
+            .unwrap()
+            .managed_interface_settings(&core);
+        let routes: Vec<String> = settings
+            .routes
+            .iter()
+            .map(|r| format!("{}/{}", r.address, r.prefix_len))
+            .collect();
+        assert_eq!(routes, ["100.64.0.0/16", "192.168.50.0/24"]);
+    }
+}

@@ -51,11 +51,24 @@ server:
     encryptionKey: "$(openssl rand -base64 32)"
 YAML
     fi
-    lab_bg "$ns" "$LAB_TMP/server.log" env NB_SETUP_PAT_ENABLED=true NB_DISABLE_GEOLOCATION=true \
+    MGMT_STARTS=$((${MGMT_STARTS:-0} + 1))
+    lab_bg "$ns" "$LAB_TMP/server-$MGMT_STARTS.log" env NB_SETUP_PAT_ENABLED=true NB_DISABLE_GEOLOCATION=true \
         "$PEERLINK_BIN/netbird-server" --config "$LAB_TMP/server.yaml"
     MGMT_PID=$LAB_PID
     lab_wait 30 "the combined server's API" \
-        ip netns exec "$ns" curl -sf "$MGMT_URL/api/instance" || { tail -n 30 "$LAB_TMP/server.log" >&2; return 1; }
+        ip netns exec "$ns" curl -sf "$MGMT_URL/api/instance" || { tail -n 30 "$LAB_TMP/server-$MGMT_STARTS.log" >&2; return 1; }
+}
+
+# mgmt_hub_routes: answers from the hub to the routers' WAN links leave from NAT_SERVER_IP.
+# NetBird's STUN server listens on [::]:3478 unbound to an address, so the kernel picks the
+# source of its answers by route: the hub's WAN address, which the NAT routers' conntrack does
+# not match to the request sent to NAT_SERVER_IP (no srflx candidates). Call after nat_router.
+mgmt_hub_routes() {
+    local net dev
+    ip -n "$NAT_SERVER_NS" -4 route show proto kernel | awk '$1 ~ /^10\.201\./ { print $1, $3 }' |
+        while read -r net dev; do
+            ip -n "$NAT_SERVER_NS" route replace "$net" dev "$dev" proto kernel scope link src "$NAT_SERVER_IP"
+        done
 }
 
 mgmt_server_stop() {

@@ -3,15 +3,21 @@
 # relay, STUN) runs on a hub namespace and is bootstrapped headlessly (PAT, setup key); two
 # `peerlink up --management-url … --setup-key …` peers and one NetBird Go client join from
 # their own namespaces on one LAN, and every pair pings through the tunnel. Then: a bad setup
-# key is a typed error, a peer deleted in management leaves the others' engines, and the
-# server restarts with its keys and everyone syncs again without restarting an engine.
-# Prints "figure" lines: peerlink start with a setup key → first reply from the Go peer.
+# key is a typed error, a peer deleted in management leaves the others' engines, the server
+# restarts and everyone syncs again without restarting an engine, a peerlink peer and a Go
+# peer each behind its own NAT meet over ICE (server-reflexive), and with UDP between the NATs
+# blocked over NetBird's relay.
+# Prints "figure" lines: peerlink start with a setup key → first reply from the Go peer
+# (FIGURE_RUNS=N repeats the LAN and NAT figures N times and prints the medians).
+# LAB_ONLY="nat blk" picks the NAT sections (default: both); the LAN part always runs.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/nat.sh"
 source "$(dirname "$0")/mgmt.sh"
 lab_require_root
 mgmt_require
-trap 'lab_cleanup' EXIT
+# LAB_KEEP=DIR keeps the logs (servers', peers') there after the run.
+trap '[[ -n ${LAB_KEEP:-} ]] && cp -r "$LAB_TMP" "$LAB_KEEP"; lab_cleanup' EXIT
+want() { [[ -z ${LAB_ONLY:-} || " $LAB_ONLY " == *" $1 "* ]]; }
 
 HUB=nbmh$LAB_TAG
 nat_server "$HUB"
@@ -20,8 +26,52 @@ lab_check "combined server: bootstrap a PAT and a setup key" mgmt_bootstrap
 
 A=nbma$LAB_TAG B=nbmb$LAB_TAG G=nbmg$LAB_TAG
 nat_same_lan "$A" "$B" 1
+mgmt_hub_routes
 lab_ns "$G"
 _nat_join_lan "$A-r" 1 "$G" 4
+
+# first_reply NS IP: pings until the first reply (bounded: 30 s).
+first_reply() {
+    local deadline=$((SECONDS + 30))
+    until ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || return 1
+    done
+}
+
+# join_figure NS NAME TOPO GO_IP: a fresh peerlink peer (new key, new registration) joins with
+# the setup key; prints the time from its start to the first reply from the Go peer at GO_IP.
+# Leaves the peer running (JOIN_PID).
+join_figure() {
+    local ns=$1 name=$2 topo=$3 go_ip=$4 start
+    start=$EPOCHREALTIME
+    mgmt_up "$ns" "$name"
+    JOIN_PID=$LAB_PID
+    if first_reply "$ns" "$go_ip"; then
+        echo "figure start with a setup key -> first reply from the Go peer, $topo: $(lab_ms "$start") ms" |
+            tee -a "$LAB_TMP/figures"
+    else
+        echo "# $name: no reply from the Go peer within 30 s"
+        tail -n 20 "$LAB_TMP/$name.log" | sed 's/^/#   /'
+        return 1
+    fi
+}
+
+# figure_runs MAKE_NS TOPO GO_IP: FIGURE_RUNS more joins, each from a fresh namespace that
+# MAKE_NS NAME RUN creates (one tunnel per namespace, so the ping takes the new one), each peer
+# deleted after; then the median.
+figure_runs() {
+    local make_ns=$1 topo=$2 go_ip=$3 run id ns
+    for ((run = 1; run <= ${FIGURE_RUNS:-0}; run++)); do
+        ns=nbf$topo$run$LAB_TAG
+        "$make_ns" "$ns" "$run"
+        join_figure "$ns" "fig$topo$run" "$topo run" "$go_ip" >/dev/null || true
+        mgmt_stop "$JOIN_PID"
+        id=$(mgmt_peer_id "fig$topo$run") && [[ -n $id ]] && mgmt_api DELETE "/api/peers/$id" >/dev/null
+    done
+    ((${FIGURE_RUNS:-0} > 0)) || return 0
+    grep "$topo run:" "$LAB_TMP/figures" | awk '{ print $(NF-1) }' | sort -n | awk -v t="$topo" '
+        { v[NR] = $1 } END { printf "figure start with a setup key -> first reply from the Go peer, %s: median %d ms of %d runs (min %d, max %d)\n", t, v[int((NR+1)/2)], NR, v[1], v[NR] }'
+}
 
 # ping_ok NS IP: one reply within a short bound, three tries.
 ping_ok() { ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1 || ip netns exec "$1" ping -c 2 -i 0.3 -W 2 "$2"; }
@@ -33,18 +83,8 @@ GO_PID=$MGMT_GO_PID
 lab_wait 20 "the Go peer's address" bash -c "[[ -n \$(ip -n $G -4 addr show wt0 2>/dev/null | grep inet) ]]" ||
     tail -n 20 "$LAB_TMP/gopeer.log" >&2
 GO_IP=$(mgmt_peer_ip gopeer)
-start=$EPOCHREALTIME
-mgmt_up "$A" pla
-PLA_PID=$LAB_PID
-first_reply() {
-    local deadline=$((SECONDS + 30))
-    until ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || return 1
-    done
-}
-if first_reply "$A" "$GO_IP"; then
-    echo "figure start with a setup key -> first reply from the Go peer, LAN: $(lab_ms "$start") ms" | tee -a "$LAB_TMP/figures"
-fi
+join_figure "$A" pla LAN "$GO_IP" || true
+PLA_PID=$JOIN_PID
 mgmt_up "$B" plb
 PLB_PID=$LAB_PID
 lab_wait 20 "plb's address" bash -c "status_of() { '$PEERLINK' status --interface \$1; }; status_of plb | grep -q 'address: '"
@@ -57,9 +97,11 @@ lab_check "peerlink A <-> Go peer ping both ways" bash -c \
     "$(declare -f ping_ok); ping_ok $A $GO_IP && ping_ok $G $PLA_IP"
 lab_check "peerlink B <-> Go peer ping both ways" bash -c \
     "$(declare -f ping_ok); ping_ok $B $GO_IP && ping_ok $G $PLB_IP"
+lab_check "a peer added to the network (B) appears in A's engine and connects" bash -c \
+    "'$PEERLINK' status --interface pla | grep -q 'peer: $(cat "$LAB_TMP/plb.key" | "$PEERLINK" pubkey)'"
 lab_check "peerlink A <-> peerlink B ping both ways" bash -c \
     "$(declare -f ping_ok); ping_ok $A $PLB_IP && ping_ok $B $PLA_IP"
-lab_check "peerlink A reaches the Go peer over ICE P2P on the LAN" bash -c \
+lab_check "peerlink A reaches the Go peer over ICE P2P on the LAN" lab_wait 10 "ICE P2P to the Go peer" bash -c \
     "'$PEERLINK' status --interface pla | grep -A3 'name: gopeer' | grep -q 'path: ice-p2p '"
 lab_check "the server shows peerlink and its version" bash -c \
     "$(declare -f mgmt_api); MGMT_NS=$MGMT_NS MGMT_URL=$MGMT_URL MGMT_PAT=$MGMT_PAT; mgmt_api GET /api/peers | jq -e '.[] | select(.name == \"pla\") | .ui_version | startswith(\"peerlink/\")'"
@@ -78,19 +120,64 @@ mgmt_stop "$PLC_PID"
 # --- a peer deleted in management leaves the others' engines -----------------------------------
 PLB_ID=$(mgmt_peer_id plb)
 PLB_KEY=$(cat "$LAB_TMP/plb.key" | "$PEERLINK" pubkey)
-mgmt_api DELETE "/api/peers/$PLB_ID" >/dev/null
+lab_check "before the deletion, A's engine has B" bash -c "'$PEERLINK' status --interface pla | grep -q 'peer: $PLB_KEY'"
+lab_check "peer B deleted through the API" mgmt_api DELETE "/api/peers/$PLB_ID"
 lab_check "a peer deleted in management disappears from the other engine" \
     lab_wait 10 "plb gone from pla" bash -c "! '$PEERLINK' status --interface pla | grep -q 'peer: $PLB_KEY'"
+[[ $LAB_LAST_OK == 1 ]] || "$PEERLINK" status --interface pla | sed 's/^/#   /'
 lab_check "the Go peer still answers peerlink A" ping_ok "$A" "$GO_IP"
 mgmt_stop "$PLB_PID"
 
 # --- the server restarts: new session, same network, no engine restart -------------------------
+logins() { grep -c "logged in to management" "$LAB_TMP/pla.log" || true; }
+before=$(logins)
 mgmt_server_stop
 mgmt_server_start "$HUB" 33073
-lab_check "after a server restart peerlink A syncs again" \
-    lab_wait 30 "pla connected again" bash -c "'$PEERLINK' status --interface pla | grep -q 'management: connected'"
+lab_check "after a server restart peerlink A logs in and syncs again (same engine)" \
+    lab_wait 30 "pla logged in again" bash -c \
+    "(( \$(grep -c 'logged in to management' '$LAB_TMP/pla.log') > $before )) && '$PEERLINK' status --interface pla | grep -q 'management: connected' && kill -0 $PLA_PID"
 lab_check "after a server restart peerlink A <-> Go peer ping both ways" bash -c \
     "$(declare -f ping_ok); ping_ok $A $GO_IP && ping_ok $G $PLA_IP"
 
-[[ -f $LAB_TMP/figures ]] && cat "$LAB_TMP/figures" >/dev/null
+lan_ns() { lab_ns "$1"; _nat_join_lan "$A-r" 1 "$1" $((10 + $2)); }
+figure_runs lan_ns LAN "$GO_IP"
+
+# --- each behind its own NAT: ICE with server-reflexive candidates ------------------------------
+NA=nbmna$LAB_TAG NG=nbmng$LAB_TAG
+if want nat || want blk; then
+    nat_behind "$NA" 2
+    nat_behind "$NG" 3
+    mgmt_hub_routes
+    mgmt_go_peer "$NG" gonat
+    GONAT_PID=$MGMT_GO_PID
+    lab_wait 20 "gonat's address" bash -c "[[ -n \$(ip -n $NG -4 addr show wt0 2>/dev/null | grep inet) ]]" || true
+    GONAT_IP=$(mgmt_peer_ip gonat)
+fi
+if want nat; then
+    lab_check "two NATs: peerlink joins and gets a reply from the Go peer" join_figure "$NA" plnat NAT "$GONAT_IP"
+    PLNAT_PID=${JOIN_PID:-}
+    PLNAT_IP=$(mgmt_peer_ip plnat)
+    lab_check "two NATs: ping both ways" bash -c \
+        "$(declare -f ping_ok); ping_ok $NA $GONAT_IP && ping_ok $NG $PLNAT_IP"
+    lab_wait 15 "ICE P2P through the NATs" bash -c \
+        "'$PEERLINK' status --interface plnat | grep -A3 'name: gonat' | grep -q 'path: ice-p2p '" || true
+    lab_check "two NATs: ICE P2P carries the traffic to the Go peer" bash -c \
+        "'$PEERLINK' status --interface plnat | tee /dev/stderr | grep -A3 'name: gonat' | grep -q 'path: ice-p2p '"
+    mgmt_stop "$PLNAT_PID"
+    nat_ns() { nat_behind "$1" $((10 + $2)); mgmt_hub_routes; }
+    figure_runs nat_ns NAT "$GONAT_IP"
+fi
+
+# --- UDP between the NATs blocked: NetBird's relay --------------------------------------------
+if want blk; then
+    nat_block_udp_between_peers
+    lab_check "UDP blocked: peerlink joins and gets a reply from the Go peer" join_figure "$NA" plblk relay "$GONAT_IP"
+    PLBLK_IP=$(mgmt_peer_ip plblk)
+    lab_check "UDP blocked: ping both ways" bash -c \
+        "$(declare -f ping_ok); ping_ok $NA $GONAT_IP && ping_ok $NG $PLBLK_IP"
+    lab_check "UDP blocked: the relay carries the traffic to the Go peer" bash -c \
+        "'$PEERLINK' status --interface plblk | grep -A3 'name: gonat' | grep -q 'path: relay '"
+    nat_unblock_udp_between_peers
+fi
+
 lab_summary
