@@ -125,6 +125,9 @@ lab_check "peer B deleted through the API" mgmt_api DELETE "/api/peers/$PLB_ID"
 lab_check "a peer deleted in management disappears from the other engine" \
     lab_wait 10 "plb gone from pla" bash -c "! '$PEERLINK' status --interface pla | grep -q 'peer: $PLB_KEY'"
 [[ $LAB_LAST_OK == 1 ]] || "$PEERLINK" status --interface pla | sed 's/^/#   /'
+lab_check "the deleted peer's own engine is told it must log in again (no silent re-registration)" \
+    lab_wait 15 "plb's verdict" grep -q "management failed: management needs a user login" "$LAB_TMP/plb.log"
+
 lab_check "the Go peer still answers peerlink A" ping_ok "$A" "$GO_IP"
 mgmt_stop "$PLB_PID"
 

@@ -53,6 +53,10 @@ pub async fn run_session(mut cx: SessionContext) {
     };
     let meta = meta(&cx.config.hostname);
     let mut attempt = 0u32;
+    // The setup key registers the peer; once a login has succeeded, later logins of this run
+    // go without it, as NetBird's client does, so that a peer deleted in management stays
+    // deleted (its login is refused) instead of registering itself again.
+    let mut registered = false;
     loop {
         if !wait_online(&mut cx).await {
             return;
@@ -60,7 +64,7 @@ pub async fn run_session(mut cx: SessionContext) {
         cx.state.send_replace(ManagementState::Connecting);
         let mut shutdown = cx.shutdown.clone();
         let result = tokio::select! {
-            r = session(&client, &cx, &meta, &mut attempt) => r,
+            r = session(&client, &cx, &meta, &mut attempt, &mut registered) => r,
             _ = shutdown.changed() => return,
         };
         let error = match result {
@@ -95,16 +99,22 @@ pub async fn run_session(mut cx: SessionContext) {
     }
 }
 
-/// Login, then the stream until it ends. `attempt` is reset once an update arrives.
+/// Login, then the stream until it ends. `attempt` is reset once an update arrives;
+/// `registered` is set by the first successful login.
 async fn session(
     client: &Client,
     cx: &SessionContext,
     meta: &PeerSystemMeta,
     attempt: &mut u32,
+    registered: &mut bool,
 ) -> Result<(), ManagementError> {
     let channel = client.channel();
     let login = LoginRequest {
-        setup_key: cx.config.setup_key.clone(),
+        setup_key: if *registered {
+            String::new()
+        } else {
+            cx.config.setup_key.clone()
+        },
         meta: Some(meta.clone()),
         peer_keys: Some(PeerKeys {
             ssh_pub_key: Vec::new(),
@@ -114,6 +124,7 @@ async fn session(
     // A log figure only: the wall of a login, not a deadline.
     let started = std::time::Instant::now();
     client.login(&channel, &login).await?;
+    *registered = true;
     tracing::info!(url = %cx.config.url, ms = started.elapsed().as_millis() as u64, "logged in to management");
     let mut stream = client
         .sync(

@@ -12,6 +12,11 @@ import NetworkExtension
 /// `signal` and `relay` state (nil when not configured). `.pathSwitched(peer:from:to:reason:)`
 /// says why a peer's traffic moved to another path; `engine.status()` has each path's `health`,
 /// `usable`, `lastProofMsAgo` and `rttMs`, and each peer's recent `switches`.
+///
+/// With a management server configured (`EngineConfig.management`), the address, routes and
+/// MTU come from there: on each `.interfaceChanged` the tunnel re-applies its network settings
+/// (the utun and its fd stay, so the engine keeps its peers and paths); the app writes nothing
+/// for it. `.managementStateChanged(state:)` and `engine.status().management` say how it goes.
 public final class PeerlinkTunnel: @unchecked Sendable {
     public enum Failure: Error {
         /// The provider was released before the tunnel started.
@@ -82,11 +87,25 @@ public final class PeerlinkTunnel: @unchecked Sendable {
     private func startEventPump() {
         let engine = self.engine
         let continuation = self.continuation
-        pump = Task.detached {
+        pump = Task.detached { [weak self] in
             // nil once the engine has stopped and every event before that was read.
             while let event = await engine.nextEvent() {
+                if case .interfaceChanged = event {
+                    await self?.applyManagedSettings()
+                }
                 continuation.yield(event)
             }
+        }
+    }
+
+    /// Management changed the interface: re-apply the settings on the same utun.
+    private func applyManagedSettings() async {
+        guard let provider else { return }
+        do {
+            let settings = try Self.networkSettings(engine.interfaceSettings())
+            try await provider.setTunnelNetworkSettings(settings)
+        } catch {
+            NSLog("peerlink: applying management's interface settings failed: \(error)")
         }
     }
 

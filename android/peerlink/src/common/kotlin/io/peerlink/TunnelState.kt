@@ -12,14 +12,16 @@ sealed interface TunnelState {
     data object Starting : TunnelState
 
     /**
-     * The engine runs. [signal] and [relay] are null when the configuration names no such
-     * server; otherwise they follow the engine's `SignalStateChanged`/`RelayStateChanged`.
+     * The engine runs. [signal], [relay] and [management] are null when the configuration names
+     * no such server; otherwise they follow the engine's `SignalStateChanged`,
+     * `RelayStateChanged` and `ManagementStateChanged`.
      */
     data class Running(
         val listenPort: Int,
         val online: Boolean = true,
         val signal: SignalState? = null,
         val relay: RelayState? = null,
+        val management: ManagementState? = null,
     ) : TunnelState
 
     /** `stop` was called; the engine has not reported `Stopped` yet. */
@@ -61,6 +63,10 @@ fun TunnelState.reduce(event: Event): TunnelState = when (event) {
         is TunnelState.Running -> copy(relay = event.state)
         else -> this
     }
+    is Event.ManagementStateChanged -> when (this) {
+        is TunnelState.Running -> copy(management = event.state)
+        else -> this
+    }
     is Event.Stopped -> when (this) {
         // A failure stays visible until the app acts on it.
         is TunnelState.Failed -> this
@@ -73,6 +79,9 @@ fun TunnelState.reduce(event: Event): TunnelState = when (event) {
     is Event.IceStateChanged,
     is Event.TunReplaced,
     is Event.EventsLost,
+    // The platform layer rebuilds the interface (PeerlinkTunnel); nothing to show here.
+    is Event.InterfaceChanged,
+    is Event.DnsChanged,
     -> this
 }
 
@@ -95,6 +104,9 @@ fun Map<String, PeerState>.reduce(event: Event): Map<String, PeerState> = when (
     // Swapped in place: sessions and paths stay.
     is Event.TunReplaced,
     is Event.EventsLost,
+    // The platform layer rebuilds the interface (PeerlinkTunnel); nothing to show here.
+    is Event.InterfaceChanged,
+    is Event.DnsChanged,
     -> this
 }
 

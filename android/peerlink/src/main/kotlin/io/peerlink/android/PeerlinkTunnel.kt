@@ -15,9 +15,13 @@ import io.peerlink.PeerlinkSession
 import io.peerlink.Platform
 import io.peerlink.TunnelState
 import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.Job
 import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.filterIsInstance
 import kotlinx.coroutines.flow.StateFlow
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
 import java.util.concurrent.ConcurrentHashMap
 
@@ -33,7 +37,7 @@ import java.util.concurrent.ConcurrentHashMap
 class PeerlinkTunnel(
     private val service: VpnService,
     config: EngineConfig,
-    scope: CoroutineScope,
+    private val scope: CoroutineScope,
     private val options: Options = Options(),
 ) : AutoCloseable {
     class Options(
@@ -54,6 +58,7 @@ class PeerlinkTunnel(
     private val connectivity = service.getSystemService(ConnectivityManager::class.java)
     private val networks = ConcurrentHashMap<Long, Network>()
     private var callback: ConnectivityManager.NetworkCallback? = null
+    private var rebuilds: Job? = null
 
     val state: StateFlow<TunnelState> get() = session.state
     val peers: StateFlow<Map<String, PeerState>> get() = session.peers
@@ -67,8 +72,24 @@ class PeerlinkTunnel(
      * prepared as the VPN (`VpnService.prepare` from an Activity) or be the always-on VPN.
      */
     suspend fun start() {
+        followManagement()
         session.start(establish(session.interfaceSettings()))
         registerNetworkCallback()
+    }
+
+    /**
+     * With a management server, the address and routes come from there: each
+     * `InterfaceChanged` rebuilds the VPN interface and hands the new fd to the engine, which
+     * keeps its peers and paths (the app writes nothing for it). Subscribed before `start`, so
+     * the first one is not missed.
+     */
+    private fun followManagement() {
+        if (rebuilds != null) return
+        rebuilds = scope.launch(start = CoroutineStart.UNDISPATCHED) {
+            session.events.filterIsInstance<Event.InterfaceChanged>().collect {
+                session.setTun(establish(session.interfaceSettings()))
+            }
+        }
     }
 
     /** Replaces the peers; rebuilds the interface if their routes changed. */
@@ -81,6 +102,8 @@ class PeerlinkTunnel(
     /** Stops the engine (bounded; it closes the tun fd) and stops following networks. */
     suspend fun stop() {
         unregisterNetworkCallback()
+        rebuilds?.cancel()
+        rebuilds = null
         session.stop()
     }
 
