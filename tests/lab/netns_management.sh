@@ -30,10 +30,11 @@ mgmt_hub_routes
 lab_ns "$G"
 _nat_join_lan "$A-r" 1 "$G" 4
 
-# first_reply NS IP: pings until the first reply (bounded: 30 s).
+# first_reply NS IP: pings until the first reply (bounded: 30 s). Each ping waits 100 ms for
+# its reply, so the figure's resolution is 0.1 s (a lost early ping does not cost a second).
 first_reply() {
     local deadline=$((SECONDS + 30))
-    until ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1; do
+    until ip netns exec "$1" ping -c 1 -W 0.1 "$2" >/dev/null 2>&1; do
         ((SECONDS < deadline)) || return 1
     done
 }
