@@ -118,6 +118,16 @@ lab_check "an invalid setup key is a typed error and the engine runs on" bash -c
     "grep -q 'management failed: the setup key was refused' '$LAB_TMP/plc.log' && kill -0 $PLC_PID"
 mgmt_stop "$PLC_PID"
 
+# --- an unreachable server: retried with backoff, said in status ------------------------------
+lab_bg "$C" "$LAB_TMP/pld.log" env RUST_LOG="${RUST_LOG:-info}" "$PEERLINK" up \
+    --management-url "http://$NAT_SERVER_IP:1" --setup-key "$MGMT_SETUP_KEY" --interface pld \
+    --key-file "$LAB_TMP/pld.key"
+PLD_PID=$LAB_PID
+lab_check "an unreachable server is retried with backoff and status says why" \
+    lab_wait 15 "pld retrying twice" bash -c \
+    "'$PEERLINK' status --interface pld | grep -q 'management: retrying (attempt [1-9][0-9]*): management server unreachable'"
+mgmt_stop "$PLD_PID"
+
 # --- a peer deleted in management leaves the others' engines -----------------------------------
 PLB_ID=$(mgmt_peer_id plb)
 PLB_KEY=$(cat "$LAB_TMP/plb.key" | "$PEERLINK" pubkey)
@@ -134,7 +144,10 @@ mgmt_stop "$PLB_PID"
 
 # --- the server restarts: new session, same network, no engine restart -------------------------
 logins() { grep -c "logged in to management" "$LAB_TMP/pla.log" || true; }
+# go_switches: the switches in A's status for the Go peer (its block: name line to blank line).
+go_switches() { "$PEERLINK" status --interface pla | awk '/name: gopeer/ { on = 1 } on && /^$/ { on = 0 } on && /switched/' | wc -l; }
 before=$(logins)
+switches_before=$(go_switches)
 mgmt_server_stop
 mgmt_server_start "$HUB" 33073
 lab_check "after a server restart peerlink A logs in and syncs again (same engine)" \
@@ -142,6 +155,8 @@ lab_check "after a server restart peerlink A logs in and syncs again (same engin
     "(( \$(grep -c 'logged in to management' '$LAB_TMP/pla.log') > $before )) && '$PEERLINK' status --interface pla | grep -q 'management: connected' && kill -0 $PLA_PID"
 lab_check "after a server restart peerlink A <-> Go peer ping both ways" bash -c \
     "$(declare -f ping_ok); ping_ok $A $GO_IP && ping_ok $G $PLA_IP"
+lab_check "the server restart and the re-sync left A's path to the Go peer alone (no switch)" \
+    test "$(go_switches)" -eq "$switches_before"
 
 lan_ns() { lab_ns "$1"; _nat_join_lan "$A-r" 1 "$1" $((10 + $2)); }
 figure_runs lan_ns LAN "$GO_IP"
