@@ -395,6 +395,7 @@ impl fmt::Debug for EngineConfig {
             .field("signal", &self.signal)
             .field("relay", &self.relay)
             .field("ice", &self.ice)
+            .field("management", &self.management.as_ref().map(|m| &m.url))
             .finish()
     }
 }

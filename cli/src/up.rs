@@ -138,7 +138,9 @@ pub fn run(args: UpArgs) -> Result<(), UpError> {
             engine.public_key().to_base64(),
             engine.listen_addr()
         );
-        let follower = events.map(|rx| tokio::spawn(follow_management(up.interface.clone(), rx)));
+        // An interface that arrived before the subscription is in status already.
+        let initial = engine.status().management.and_then(|m| m.interface);
+        let follower = events.map(|rx| tokio::spawn(follow_management(up.interface.clone(), rx, initial)));
         wait_for_signal(&engine).await;
         server.abort();
         if let Some(f) = follower {
@@ -186,10 +188,19 @@ fn load_or_create_key(path: &str) -> Result<String, UpError> {
 
 /// Applies what management says about the interface: on Linux the tun is reconfigured in
 /// place (a mobile app rebuilds its VPN interface and calls `set_tun`).
-async fn follow_management(interface: String, mut events: tokio::sync::broadcast::Receiver<Event>) {
+async fn follow_management(
+    interface: String,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    initial: Option<peerlink_core::mgmt::InterfaceConfig>,
+) {
     use tokio::sync::broadcast::error::RecvError;
+    let mut pending = initial.map(Event::InterfaceChanged);
     loop {
-        match events.recv().await {
+        let next = match pending.take() {
+            Some(event) => Ok(event),
+            None => events.recv().await,
+        };
+        match next {
             Ok(Event::InterfaceChanged(config)) => {
                 let name = interface.clone();
                 let result = tokio::task::spawn_blocking(move || {

@@ -10,6 +10,9 @@
 # Prints "figure" lines: peerlink start with a setup key → first reply from the Go peer
 # (FIGURE_RUNS=N repeats the LAN and NAT figures N times and prints the medians).
 # LAB_ONLY="nat blk" picks the NAT sections (default: both); the LAN part always runs.
+# MEMORY_PEERS=N (a figure, off by default): registers N offline peers (core's mgmt_register
+# example, built with `cargo build --release -p peerlink-core --example mgmt_register`) and
+# prints the resident memory of one peerlink engine in that network.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/nat.sh"
 source "$(dirname "$0")/mgmt.sh"
@@ -76,7 +79,6 @@ figure_runs() {
 
 # ping_ok NS IP: one reply within a short bound, three tries.
 ping_ok() { ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1 || ip netns exec "$1" ping -c 2 -i 0.3 -W 2 "$2"; }
-status_of() { "$PEERLINK" status --interface "$1"; }
 
 # --- join: the Go peer first, then the two peerlink peers -------------------------------------
 mgmt_go_peer "$G" gopeer
@@ -88,7 +90,7 @@ join_figure "$A" pla LAN "$GO_IP" || true
 PLA_PID=$JOIN_PID
 mgmt_up "$B" plb
 PLB_PID=$LAB_PID
-lab_wait 20 "plb's address" bash -c "status_of() { '$PEERLINK' status --interface \$1; }; status_of plb | grep -q 'address: '"
+lab_wait 20 "plb's address" bash -c "'$PEERLINK' status --interface plb | grep -q 'address: '"
 PLA_IP=$(mgmt_peer_ip pla) PLB_IP=$(mgmt_peer_ip plb)
 echo "# addresses: pla $PLA_IP, plb $PLB_IP, gopeer $GO_IP"
 
@@ -197,6 +199,28 @@ if want blk; then
     lab_check "UDP blocked: the relay carries the traffic to the Go peer" bash -c \
         "'$PEERLINK' status --interface plblk | grep -A3 'name: gonat' | grep -q 'path: relay '"
     nat_unblock_udp_between_peers
+fi
+
+# --- figure: memory of one engine in a network of many (mostly offline) peers -------------------
+if ((${MEMORY_PEERS:-0} > 0)); then
+    REGISTER=${MGMT_REGISTER:-${CARGO_TARGET_DIR:-$LAB_ROOT/target}/release/examples/mgmt_register}
+    if [[ ! -x $REGISTER ]]; then
+        echo "# memory figure skipped: $REGISTER not built"
+    else
+        ip netns exec "$A" "$REGISTER" "$MGMT_URL" "$MGMT_SETUP_KEY" "$MEMORY_PEERS"
+        M=nbmm$LAB_TAG
+        lab_ns "$M"
+        _nat_join_lan "$A-r" 1 "$M" 6
+        mgmt_up "$M" plmem
+        PLMEM_PID=$LAB_PID
+        lab_wait 60 "plmem's peers" bash -c \
+            "(( \$('$PEERLINK' status --interface plmem | grep -c '^peer: ') >= $MEMORY_PEERS ))"
+        # Let the connections settle (offers to the offline peers, relay subscriptions).
+        sleep 15
+        peers=$("$PEERLINK" status --interface plmem | grep -c '^peer: ')
+        rss=$(awk '/VmRSS/ { print $2 }' "/proc/$PLMEM_PID/status")
+        echo "figure resident memory of one engine, $peers peers in the network (most offline): $((rss / 1024)) MiB ($rss KiB)"
+    fi
 fi
 
 lab_summary

@@ -13,7 +13,7 @@ mod session;
 
 pub use apply::{Delta, DnsSettings, InterfaceConfig, NetworkState, PeerName, Servers};
 pub use error::ManagementError;
-pub use session::{run_session, SessionContext, UPDATE_CAPACITY};
+pub use session::{register, run_session, SessionContext, UPDATE_CAPACITY};
 
 use crate::socket::SocketFactory;
 

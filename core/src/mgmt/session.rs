@@ -156,6 +156,28 @@ async fn session(
     Ok(())
 }
 
+/// Logs `private_key` in once (registering it with the setup key if the server does not know
+/// it) and returns the overlay address management gave it, without syncing: for an app that
+/// checks a setup key before starting, and for tests that fill a network with peers.
+pub async fn register(config: &ManagementConfig, private_key: &PrivateKey) -> Result<String, ManagementError> {
+    let client = Client::new(
+        &config.url,
+        config.ca_pem.as_deref(),
+        config.sockets.clone(),
+        private_key.clone(),
+    )?;
+    let login = LoginRequest {
+        setup_key: config.setup_key.clone(),
+        meta: Some(meta(&config.hostname)),
+        peer_keys: Some(PeerKeys {
+            ssh_pub_key: Vec::new(),
+            wg_pub_key: private_key.public_key().to_base64().into_bytes(),
+        }),
+    };
+    let response = client.login(&client.channel(), &login).await?;
+    Ok(response.peer_config.map(|p| p.address).unwrap_or_default())
+}
+
 /// What the server records about this peer: the device's name, NetBird's protocol version,
 /// and peerlink in the UI version field its dashboard shows.
 fn meta(hostname: &str) -> PeerSystemMeta {
