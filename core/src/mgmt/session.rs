@@ -159,7 +159,10 @@ async fn session(
 /// Logs `private_key` in once (registering it with the setup key if the server does not know
 /// it) and returns the overlay address management gave it, without syncing: for an app that
 /// checks a setup key before starting, and for tests that fill a network with peers.
-pub async fn register(config: &ManagementConfig, private_key: &PrivateKey) -> Result<String, ManagementError> {
+pub async fn register(
+    config: &ManagementConfig,
+    private_key: &PrivateKey,
+) -> Result<String, ManagementError> {
     let client = Client::new(
         &config.url,
         config.ca_pem.as_deref(),

@@ -104,9 +104,10 @@ fun Map<String, PeerState>.reduce(event: Event): Map<String, PeerState> = when (
     // Swapped in place: sessions and paths stay.
     is Event.TunReplaced,
     is Event.EventsLost,
-    // The platform layer rebuilds the interface (PeerlinkTunnel); nothing to show here.
+    // The interface and the server state: nothing per peer (PeersUpdated follows a new map).
     is Event.InterfaceChanged,
     is Event.DnsChanged,
+    is Event.ManagementStateChanged,
     -> this
 }
 

@@ -149,6 +149,23 @@ class ReducerTest {
     }
 
     @Test
+    fun `the running state follows management, and its interface events leave peers alone`() {
+        var s: TunnelState = TunnelState.Running(51820)
+        s = s.reduce(Event.ManagementStateChanged(ManagementState.Connecting))
+        s = s.reduce(Event.ManagementStateChanged(ManagementState.InvalidSetupKey("the setup key was refused")))
+        assertEquals(
+            TunnelState.Running(51820, management = ManagementState.InvalidSetupKey("the setup key was refused")),
+            s,
+        )
+        val interfaceChanged = Event.InterfaceChanged(
+            ManagedInterface(listOf("100.64.0.5/16"), 1280u, listOf("192.168.50.0/24"), "phone.netbird.selfhosted"),
+        )
+        assertEquals(s, s.reduce(interfaceChanged))
+        val peers = mapOf(key to PeerState(key, path = PathKind.RELAY))
+        assertEquals(peers, peers.reduce(interfaceChanged))
+    }
+
+    @Test
     fun `peers learn paths, handshakes and ICE state, and keep sessions on a tun swap`() {
         var p = emptyMap<String, PeerState>()
         p = p.reduce(Event.PathChanged(key, PathKind.RELAY, "rels://relay"))
