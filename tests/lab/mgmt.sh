@@ -3,7 +3,8 @@
 # client, for the management lab. Source after lib.sh and nat.sh.
 #
 #   mgmt_server_start NS PORT   -> MGMT_URL, MGMT_PID; data in $LAB_TMP/nbdata (kept across
-#                                  restarts: same accounts, same keys in the store)
+#                                  restarts: same accounts, same keys in the store); the YAML
+#                                  lines in MGMT_EXTRA_YAML go under `server:` (e.g. relays)
 #   mgmt_server_stop            -> SIGTERM, waits
 #   mgmt_bootstrap              -> MGMT_PAT, MGMT_SETUP_KEY (headless first-run API)
 #   mgmt_api METHOD PATH [JSON] -> the API's answer on stdout (with the PAT)
@@ -30,8 +31,9 @@ mgmt_server_start() {
     MGMT_NS=$ns
     MGMT_URL=http://$NAT_SERVER_IP:$port
     mkdir -p "$LAB_TMP/nbdata"
-    if [[ ! -f $LAB_TMP/server.yaml ]]; then
-        cat >"$LAB_TMP/server.yaml" <<YAML
+    # The store's key must survive restarts, or sync and the PAT break (DESIGN 8).
+    : "${MGMT_ENC_KEY:=$(openssl rand -base64 32)}"
+    cat >"$LAB_TMP/server.yaml" <<YAML
 server:
   listenAddress: "$NAT_SERVER_IP:$port"
   exposedAddress: "$MGMT_URL"
@@ -48,9 +50,9 @@ server:
     issuer: "http://127.0.0.1:$port/oauth2"
   store:
     engine: "sqlite"
-    encryptionKey: "$(openssl rand -base64 32)"
+    encryptionKey: "$MGMT_ENC_KEY"
+${MGMT_EXTRA_YAML:-}
 YAML
-    fi
     MGMT_STARTS=$((${MGMT_STARTS:-0} + 1))
     lab_bg "$ns" "$LAB_TMP/server-$MGMT_STARTS.log" env NB_SETUP_PAT_ENABLED=true NB_DISABLE_GEOLOCATION=true \
         "$PEERLINK_BIN/netbird-server" --config "$LAB_TMP/server.yaml"

@@ -16,10 +16,12 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/nat.sh"
 source "$(dirname "$0")/mgmt.sh"
+source "$(dirname "$0")/servers.sh"
 lab_require_root
 mgmt_require
+lab_require_tool nb-relay
 # LAB_KEEP=DIR keeps the logs (servers', peers') there after the run.
-trap '[[ -n ${LAB_KEEP:-} ]] && cp -r "$LAB_TMP" "$LAB_KEEP"; lab_cleanup' EXIT
+trap 'stop_servers; [[ -n ${LAB_KEEP:-} ]] && cp -r "$LAB_TMP" "$LAB_KEEP"; lab_cleanup' EXIT
 want() { [[ -z ${LAB_ONLY:-} || " $LAB_ONLY " == *" $1 "* ]]; }
 
 HUB=nbmh$LAB_TAG
@@ -160,6 +162,7 @@ lab_check "after a server restart peerlink A <-> Go peer ping both ways" bash -c
 lab_check "the server restart and the re-sync left A's path to the Go peer alone (no switch)" \
     test "$(go_switches)" -eq "$switches_before"
 
+
 lan_ns() { lab_ns "$1"; _nat_join_lan "$A-r" 1 "$1" $((10 + $2)); }
 figure_runs lan_ns LAN "$GO_IP"
 
@@ -200,6 +203,35 @@ if want blk; then
         "'$PEERLINK' status --interface plblk | grep -A3 'name: gonat' | grep -q 'path: relay '"
     nat_unblock_udp_between_peers
 fi
+
+# --- relay tokens: short-lived, refreshed by management, and the relay keeps working ------------
+# The embedded relay's token TTL is fixed (12 h); NetBird's standalone relay as the network's
+# relay lets the server hand out 10 s tokens, refreshed at 3/4 of that. Last: with an external
+# relay the combined server no longer runs its STUN (it belongs to the embedded relay).
+RELAY_SECRET=lab-relay-secret-$LAB_TAG
+NETNS=$HUB RELAY_ADDR=$NAT_SERVER_IP SERVERS_LOG_DIR=$LAB_TMP start_relay 33080 "$RELAY_SECRET"
+MGMT_EXTRA_YAML="  relays:
+    addresses: [\"$RELAY_URL\"]
+    credentialsTTL: \"10s\"
+    secret: \"$RELAY_SECRET\""
+refreshes() { grep -c "relay token refreshed by management" "$LAB_TMP/pla.log" || true; }
+mgmt_server_stop
+mgmt_server_start "$HUB" 33073
+lab_check "management moves A to the standalone relay" \
+    lab_wait 30 "pla on $RELAY_URL" bash -c "'$PEERLINK' status --interface pla | grep -q 'relay: Connected { server: \"$RELAY_URL\"'"
+first=$(refreshes)
+lab_check "the relay token is refreshed by management while the engine runs" \
+    lab_wait 30 "two refreshes" bash -c "(( \$(grep -c 'relay token refreshed by management' '$LAB_TMP/pla.log') >= $first + 2 ))"
+# The tokens of the login are expired by now: a new relay connection needs a refreshed one.
+# SIGUSR1 (network changed) cuts the relay connection and reconnects it.
+homes() { grep -c "home relay connected" "$LAB_TMP/pla.log" || true; }
+homes_before=$(homes)
+kill -USR1 "$PLA_PID"
+lab_check "after the first tokens expired, A's relay reconnects with a refreshed one" \
+    lab_wait 15 "pla's relay back" bash -c "(( \$(grep -c 'home relay connected' '$LAB_TMP/pla.log') > $homes_before )) &&
+        '$PEERLINK' status --interface pla | grep -q 'relay: Connected { server: \"$RELAY_URL\"'"
+lab_check "and A <-> Go peer ping both ways" bash -c \
+    "$(declare -f ping_ok); ping_ok $A $GO_IP && ping_ok $G $PLA_IP"
 
 # --- figure: memory of one engine in a network of many (mostly offline) peers -------------------
 if ((${MEMORY_PEERS:-0} > 0)); then

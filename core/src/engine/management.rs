@@ -45,6 +45,8 @@ struct Control {
     relay: Option<Arc<RelayManager>>,
     ice: watch::Sender<Option<IceConfig>>,
     signal_url: Option<String>,
+    /// The relay settings last applied, to tell a token refresh from a change of servers.
+    relay_spec: Option<crate::config::RelaySpec>,
 }
 
 pub(crate) async fn run(run: ManagementRun, mut shutdown: watch::Receiver<bool>) {
@@ -194,6 +196,7 @@ fn start(
         relay,
         ice,
         signal_url: config.signal.map(|s| s.url),
+        relay_spec: servers.relay.clone(),
     })
 }
 
@@ -204,10 +207,20 @@ async fn update_servers(setup: &Setup<'_>, control: &mut Control, servers: &Serv
         tracing::warn!(from = ?control.signal_url, to = ?signal_url,
             "management moved the signal server; the engine keeps the old one until it restarts");
     }
+    let previous = std::mem::replace(&mut control.relay_spec, servers.relay.clone());
     match (&control.relay, servers.relay.as_ref().and_then(relay_settings)) {
         (Some(relay), Some(settings)) => {
-            relay.set_token(settings.token.clone()).await;
-            relay.set_servers(settings.urls.clone()).await;
+            let next = servers.relay.as_ref();
+            if previous.as_ref().map(|p| (&p.token_payload, &p.token_signature))
+                != next.map(|n| (&n.token_payload, &n.token_signature))
+            {
+                tracing::info!("relay token refreshed by management");
+                relay.set_token(settings.token.clone()).await;
+            }
+            if previous.as_ref().map(|p| &p.urls) != next.map(|n| &n.urls) {
+                tracing::info!(urls = ?next.map(|n| &n.urls), "relay servers changed by management");
+                relay.set_servers(settings.urls.clone()).await;
+            }
         }
         (Some(relay), None) => {
             tracing::info!("management sent no relay: no new relay connections");
