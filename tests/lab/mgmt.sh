@@ -127,6 +127,28 @@ mgmt_go_peer() {
     MGMT_GO_PID=$LAB_PID
 }
 
+# mgmt_go_pub NAME: the Go peer's WireGuard public key (from its config file).
+mgmt_go_pub() {
+    jq -r .PrivateKey "$LAB_TMP/$1/default.json" | "$PEERLINK" pubkey
+}
+
+# mgmt_key_for NAME OTHER_PUB ROLE: writes $LAB_TMP/NAME.key with a new private key whose public
+# key makes this peer the controller (ROLE=controller: the greater base64 string, DESIGN 2) or
+# the controlled side against OTHER_PUB, so that a suite covers both roles on purpose.
+mgmt_key_for() {
+    local name=$1 other=$2 role=$3 key pub
+    while :; do
+        key=$("$PEERLINK" genkey)
+        pub=$(echo "$key" | "$PEERLINK" pubkey)
+        if [[ $role == controller ]]; then
+            LC_ALL=C; [[ $pub > $other ]] && break
+        else
+            LC_ALL=C; [[ $pub < $other ]] && break
+        fi
+    done
+    echo "$key" >"$LAB_TMP/$name.key"
+}
+
 # mgmt_stop PID: stop one peer and wait for it.
 mgmt_stop() {
     kill -TERM "$1" 2>/dev/null || true

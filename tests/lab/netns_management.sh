@@ -88,6 +88,10 @@ GO_PID=$MGMT_GO_PID
 lab_wait 20 "the Go peer's address" bash -c "[[ -n \$(ip -n $G -4 addr show wt0 2>/dev/null | grep inet) ]]" ||
     tail -n 20 "$LAB_TMP/gopeer.log" >&2
 GO_IP=$(mgmt_peer_ip gopeer)
+# A controls the connection to the Go peer, B is controlled by it: both roles, every run.
+GO_PUB=$(mgmt_go_pub gopeer)
+mgmt_key_for pla "$GO_PUB" controller
+mgmt_key_for plb "$GO_PUB" controlled
 join_figure "$A" pla LAN "$GO_IP" || true
 PLA_PID=$JOIN_PID
 mgmt_up "$B" plb
@@ -98,9 +102,9 @@ echo "# addresses: pla $PLA_IP, plb $PLB_IP, gopeer $GO_IP"
 
 lab_check "peerlink A shows management connected and its address" bash -c \
     "'$PEERLINK' status --interface pla | grep -q 'management: connected' && '$PEERLINK' status --interface pla | grep -q 'address: $PLA_IP/'"
-lab_check "peerlink A <-> Go peer ping both ways" bash -c \
+lab_check "peerlink A <-> Go peer ping both ways (A is the controller)" bash -c \
     "$(declare -f ping_ok); ping_ok $A $GO_IP && ping_ok $G $PLA_IP"
-lab_check "peerlink B <-> Go peer ping both ways" bash -c \
+lab_check "peerlink B <-> Go peer ping both ways (the Go peer is the controller)" bash -c \
     "$(declare -f ping_ok); ping_ok $B $GO_IP && ping_ok $G $PLB_IP"
 lab_check "a peer added to the network (B) appears in A's engine and connects" bash -c \
     "'$PEERLINK' status --interface pla | grep -q 'peer: $(cat "$LAB_TMP/plb.key" | "$PEERLINK" pubkey)'"
@@ -108,6 +112,8 @@ lab_check "peerlink A <-> peerlink B ping both ways" bash -c \
     "$(declare -f ping_ok); ping_ok $A $PLB_IP && ping_ok $B $PLA_IP"
 lab_check "peerlink A reaches the Go peer over ICE P2P on the LAN" lab_wait 10 "ICE P2P to the Go peer" bash -c \
     "'$PEERLINK' status --interface pla | grep -A3 'name: gopeer' | grep -q 'path: ice-p2p '"
+lab_check "peerlink B (controlled) reaches the Go peer over ICE P2P on the LAN" lab_wait 10 "ICE P2P from B" bash -c \
+    "'$PEERLINK' status --interface plb | grep -A3 'name: gopeer' | grep -q 'path: ice-p2p '"
 lab_check "the server shows peerlink and its version" bash -c \
     "$(declare -f mgmt_api); MGMT_NS=$MGMT_NS MGMT_URL=$MGMT_URL MGMT_PAT=$MGMT_PAT; mgmt_api GET /api/peers | jq -e '.[] | select(.name == \"pla\") | .ui_version | startswith(\"peerlink/\")'"
 
