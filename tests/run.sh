@@ -51,7 +51,7 @@ if ((${#need[@]})); then
     fi
 fi
 
-step "Go lab tools (NetBird signal and relay v0.77.1, wireguard-go)"
+step "Go lab tools (NetBird signal, relay, combined server and client v0.77.1, wireguard-go)"
 if command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]]; then
     PATH=$PATH:/usr/local/go/bin bash tests/lab/build-tools.sh
     record "build-tools" $?
