@@ -5,6 +5,9 @@
 //! peer appears in the first one's stream, and a server restart is synced through by the same
 //! session.
 
+// Test code: a panic is a failed test with its message, which is what these helpers want.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::HashSet;
