@@ -6,6 +6,7 @@
 #   netbird-server        NetBird v0.77.1 combined server: management, signal, relay, STUN
 #                         (github.com/netbirdio/netbird/combined; needs CGO for sqlite)
 #   netbird               NetBird v0.77.1 Go client (github.com/netbirdio/netbird/client)
+#   netbird-0.48.0        an older NetBird Go client for mixed-fleet checks (tests/netbird-old)
 #   wireguard-go          userspace WireGuard, pinned pseudo-version below
 # Idempotent: each group is rebuilt only when a binary is missing or its stamp
 # (hash of tests/netbird sources + Go version, or the wireguard-go version)
@@ -78,6 +79,26 @@ else
     echo "build-tools: netbird-server and netbird up to date" >&2
 fi
 
+# --- an older NetBird Go client ------------------------------------------------
+OLD_NETBIRD_VERSION=0.48.0 # must match tests/netbird-old/go.mod
+old_src=$(cd "$here/../netbird-old" && pwd)
+old_stamp=$(
+    cd "$old_src"
+    { sha256sum go.mod go.sum; echo "$gov"; } | sha256sum | cut -d' ' -f1
+)
+if [[ ! -x $bin/netbird-$OLD_NETBIRD_VERSION || $(cat "$bin/.netbird-old.stamp" 2>/dev/null) != "$old_stamp" ]]; then
+    echo "build-tools: building netbird-$OLD_NETBIRD_VERSION (about 2 min cold) ..." >&2
+    rm -f "$bin/.netbird-old.stamp"
+    start=$SECONDS
+    (cd "$old_src" && CGO_ENABLED=0 go build -trimpath \
+        -ldflags "-s -w -X github.com/netbirdio/netbird/version.version=$OLD_NETBIRD_VERSION" \
+        -o "$bin/netbird-$OLD_NETBIRD_VERSION" github.com/netbirdio/netbird/client)
+    echo "$old_stamp" >"$bin/.netbird-old.stamp"
+    echo "build-tools: netbird-$OLD_NETBIRD_VERSION built in $((SECONDS - start)) s" >&2
+else
+    echo "build-tools: netbird-$OLD_NETBIRD_VERSION up to date" >&2
+fi
+
 # --- wireguard-go ------------------------------------------------------------
 # golang.zx2c4.com/wireguard's go.mod has no replace directives, so plain
 # `go install module@version` works. Its main package is the module root, so
@@ -95,6 +116,6 @@ else
     echo "build-tools: wireguard-go up to date" >&2
 fi
 
-for t in "${nb_tools[@]}" netbird-server netbird wireguard-go; do
+for t in "${nb_tools[@]}" netbird-server netbird "netbird-$OLD_NETBIRD_VERSION" wireguard-go; do
     echo "$bin/$t"
 done

@@ -117,11 +117,12 @@ mgmt_up() {
         --key-file "$LAB_TMP/$name.key"
 }
 
+# mgmt_go_peer NS NAME [BINARY]: NetBird's Go client (default: the pinned release, `netbird`).
 mgmt_go_peer() {
-    local ns=$1 name=$2 dir=$LAB_TMP/$2
+    local ns=$1 name=$2 dir=$LAB_TMP/$2 bin=${3:-netbird}
     mkdir -p "$dir"
     lab_bg "$ns" "$LAB_TMP/$name.log" env NB_WG_KERNEL_DISABLED=true NB_RELAY_TRANSPORT=ws NB_LAZY_CONN=off \
-        NB_STATE_DIR="$dir" HOME="$dir" "$PEERLINK_BIN/netbird" up -F --setup-key "$MGMT_SETUP_KEY" \
+        NB_STATE_DIR="$dir" HOME="$dir" "$PEERLINK_BIN/$bin" up -F --setup-key "$MGMT_SETUP_KEY" \
         --management-url "$MGMT_URL" --hostname "$name" --disable-dns --config "$dir/default.json" \
         --log-file console
     MGMT_GO_PID=$LAB_PID
@@ -132,19 +133,24 @@ mgmt_go_pub() {
     jq -r .PrivateKey "$LAB_TMP/$1/default.json" | "$PEERLINK" pubkey
 }
 
-# mgmt_key_for NAME OTHER_PUB ROLE: writes $LAB_TMP/NAME.key with a new private key whose public
-# key makes this peer the controller (ROLE=controller: the greater base64 string, DESIGN 2) or
-# the controlled side against OTHER_PUB, so that a suite covers both roles on purpose.
+# mgmt_key_for NAME ROLE OTHER_PUB...: writes $LAB_TMP/NAME.key with a new private key whose
+# public key makes this peer the controller (ROLE=controller: the greater base64 string,
+# DESIGN 2) or the controlled side against every OTHER_PUB, so a suite covers both roles.
 mgmt_key_for() {
-    local name=$1 other=$2 role=$3 key pub
+    local name=$1 role=$2 key pub other ok
+    shift 2
     while :; do
         key=$("$PEERLINK" genkey)
         pub=$(echo "$key" | "$PEERLINK" pubkey)
-        if [[ $role == controller ]]; then
-            LC_ALL=C; [[ $pub > $other ]] && break
-        else
-            LC_ALL=C; [[ $pub < $other ]] && break
-        fi
+        ok=1
+        for other in "$@"; do
+            if [[ $role == controller ]]; then
+                LC_ALL=C; [[ $pub > $other ]] || ok=0
+            else
+                LC_ALL=C; [[ $pub < $other ]] || ok=0
+            fi
+        done
+        ((ok)) && break
     done
     echo "$key" >"$LAB_TMP/$name.key"
 }

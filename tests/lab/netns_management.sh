@@ -24,6 +24,8 @@ lab_require_tool nb-relay
 trap 'stop_servers; [[ -n ${LAB_KEEP:-} ]] && cp -r "$LAB_TMP" "$LAB_KEEP"; lab_cleanup' EXIT
 want() { [[ -z ${LAB_ONLY:-} || " $LAB_ONLY " == *" $1 "* ]]; }
 
+# The oldest NetBird release the Go module proxy serves that builds with today's Go.
+OLD_GO_VERSION=0.48.0
 HUB=nbmh$LAB_TAG
 nat_server "$HUB"
 mgmt_server_start "$HUB" 33073
@@ -50,6 +52,7 @@ first_reply() {
 join_figure() {
     local ns=$1 name=$2 topo=$3 go_ip=$4 start
     start=$EPOCHREALTIME
+    JOIN_START=$start
     mgmt_up "$ns" "$name"
     JOIN_PID=$LAB_PID
     if first_reply "$ns" "$go_ip"; then
@@ -88,17 +91,38 @@ GO_PID=$MGMT_GO_PID
 lab_wait 20 "the Go peer's address" bash -c "[[ -n \$(ip -n $G -4 addr show wt0 2>/dev/null | grep inet) ]]" ||
     tail -n 20 "$LAB_TMP/gopeer.log" >&2
 GO_IP=$(mgmt_peer_ip gopeer)
-# A controls the connection to the Go peer, B is controlled by it: both roles, every run.
-GO_PUB=$(mgmt_go_pub gopeer)
-mgmt_key_for pla "$GO_PUB" controller
-mgmt_key_for plb "$GO_PUB" controlled
+GO_PUBS=("$(mgmt_go_pub gopeer)")
+# An older Go client too (NetBird's users run mixed fleets), when build-tools built it.
+OLD=
+if [[ -x $PEERLINK_BIN/netbird-$OLD_GO_VERSION ]]; then
+    OLD=nbmo$LAB_TAG
+    lab_ns "$OLD"
+    _nat_join_lan "$A-r" 1 "$OLD" 7
+    mgmt_go_peer "$OLD" goold "netbird-$OLD_GO_VERSION"
+    lab_wait 20 "the old Go peer's address" bash -c "[[ -n \$(ip -n $OLD -4 addr show wt0 2>/dev/null | grep inet) ]]" ||
+        tail -n 20 "$LAB_TMP/goold.log" >&2
+    OLD_IP=$(mgmt_peer_ip goold)
+    GO_PUBS+=("$(mgmt_go_pub goold)")
+else
+    echo "# netbird-$OLD_GO_VERSION not built: the older Go client's checks are left out"
+fi
+# A controls its connections to the Go peers, B is controlled by them: both roles, every run.
+mgmt_key_for pla controller "${GO_PUBS[@]}"
+mgmt_key_for plb controlled "${GO_PUBS[@]}"
 join_figure "$A" pla LAN "$GO_IP" || true
+if [[ -n $OLD ]] && first_reply "$A" "$OLD_IP"; then
+    echo "figure start with a setup key -> first reply from the v$OLD_GO_VERSION Go peer, LAN: $(lab_ms "$JOIN_START") ms" |
+        tee -a "$LAB_TMP/figures"
+fi
 PLA_PID=$JOIN_PID
 mgmt_up "$B" plb
 PLB_PID=$LAB_PID
 lab_wait 20 "plb's address" bash -c "'$PEERLINK' status --interface plb | grep -q 'address: '"
 PLA_IP=$(mgmt_peer_ip pla) PLB_IP=$(mgmt_peer_ip plb)
-echo "# addresses: pla $PLA_IP, plb $PLB_IP, gopeer $GO_IP"
+echo "# addresses: pla $PLA_IP, plb $PLB_IP, gopeer $GO_IP${OLD:+, goold $OLD_IP}"
+# B's peers learn of it through the server (about a second): wait for B's first replies.
+first_reply "$B" "$GO_IP" || echo "# plb: no reply from the Go peer within 30 s"
+[[ -z $OLD ]] || first_reply "$B" "$OLD_IP" || echo "# plb: no reply from the old Go peer within 30 s"
 
 lab_check "peerlink A shows management connected and its address" bash -c \
     "'$PEERLINK' status --interface pla | grep -q 'management: connected' && '$PEERLINK' status --interface pla | grep -q 'address: $PLA_IP/'"
@@ -112,6 +136,14 @@ lab_check "peerlink A <-> peerlink B ping both ways" bash -c \
     "$(declare -f ping_ok); ping_ok $A $PLB_IP && ping_ok $B $PLA_IP"
 lab_check "peerlink A reaches the Go peer over ICE P2P on the LAN" lab_wait 10 "ICE P2P to the Go peer" bash -c \
     "'$PEERLINK' status --interface pla | grep -A3 'name: gopeer' | grep -q 'path: ice-p2p '"
+if [[ -n $OLD ]]; then
+    lab_check "peerlink A <-> v$OLD_GO_VERSION Go peer ping both ways (A is the controller)" bash -c \
+        "$(declare -f ping_ok); ping_ok $A $OLD_IP && ping_ok $OLD $PLA_IP"
+    lab_check "peerlink B <-> v$OLD_GO_VERSION Go peer ping both ways (the Go peer is the controller)" bash -c \
+        "$(declare -f ping_ok); ping_ok $B $OLD_IP && ping_ok $OLD $PLB_IP"
+    lab_check "peerlink A reaches the v$OLD_GO_VERSION Go peer over ICE P2P on the LAN" lab_wait 10 "ICE P2P to the old Go peer" bash -c \
+        "'$PEERLINK' status --interface pla | grep -A3 'name: goold' | grep -q 'path: ice-p2p '"
+fi
 lab_check "peerlink B (controlled) reaches the Go peer over ICE P2P on the LAN" lab_wait 10 "ICE P2P from B" bash -c \
     "'$PEERLINK' status --interface plb | grep -A3 'name: gopeer' | grep -q 'path: ice-p2p '"
 lab_check "the server shows peerlink and its version" bash -c \
