@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # JVM tests of the Kotlin side (tests/jvm): builds the host libpeerlink_ffi.so with the
 # `testing` feature, generates its Kotlin bindings into tests/jvm/target/generated/kotlin (not
-# committed), compiles them with android/'s platform-independent io.peerlink sources and runs
-# the JUnit tests through JNA.
+# committed), compiles them with android/'s io.peerlink sources and its Android classes
+# (io.peerlink.android) and runs the JUnit tests through JNA: the plain ones on the JVM, the
+# Android ones (tests/jvm/src/robolectric) under Robolectric's Android 14, whose framework jar
+# Maven fetches before the tests run (they run offline).
 #
 #   tests/jvm.sh                      build, generate, mvn test
 #   tests/jvm.sh --android-typecheck  also compile android/'s Android classes against
@@ -40,7 +42,7 @@ rm -rf "$generated"
 cd "$jvm"
 rm -rf "$jvm/target/surefire-reports"
 status=0
-mvn -q -B test -Djna.library.path="$CARGO_TARGET_DIR/$profile" "${mvn_args[@]}" || status=$?
+mvn -q -B -P robolectric test -Djna.library.path="$CARGO_TARGET_DIR/$profile" "${mvn_args[@]}" || status=$?
 # -q hides surefire's summary; print one from its reports, and a "SKIP: jvm::Class.test: why"
 # line per skipped test (appended to $PEERLINK_SKIP_LOG too when set) for tests/run.sh.
 python3 - "$jvm/target/surefire-reports" <<'PY' || true

@@ -7,7 +7,12 @@
 #   2. clippy -D warnings (a type check and more) of the workspace but cli (a Linux binary) for
 #      aarch64-linux-android, so Android-only code (cfg(target_os = "android")) is compiled. Installs what it needs:
 #      the Rust target (rustup) and, as root, Debian's clang and arm64 libc headers, which let
-#      the C parts of dependencies (ring) compile without the NDK (nothing is linked).
+#      the C parts of dependencies (ring) compile without the NDK (nothing is linked);
+#   3. clippy -D warnings of peerlink-ffi (and core under it) for aarch64-apple-ios, so every
+#      Apple-only cfg block (utun discovery, the AF header framing, the oslog writer) is compiled.
+#      A type check, not a build: there is no Apple SDK here, so the C parts of ring and oslog go
+#      through tests/mobile/stand-in-cc.sh, which writes empty objects. aarch64-apple-ios-sim is
+#      checked too where rustup can install it (its rust-std is not served on every mirror).
 # Ends with one line per check and exits non-zero if any failed.
 set -uo pipefail
 
@@ -20,7 +25,7 @@ results=()
 status=0
 result() { # result NAME OK|FAILED DETAIL
     results+=("$1: $2${3:+ ($3)}")
-    [[ $2 == ok ]] || status=1
+    [[ $2 == ok || $2 == skipped ]] || status=1
 }
 
 # --- 1. generated bindings --------------------------------------------------------------------
@@ -88,6 +93,33 @@ if ((android_ok)); then
         result android FAILED "$what"
     fi
 fi
+
+# --- 3. iOS type check ---------------------------------------------------------------------------
+# No SDK and no Apple clang here: the stand-in compiler answers cc's probes and writes empty
+# objects, and SDKROOT names an empty folder so cc does not look for xcrun. Type check only.
+ios_sdk=$tmp/iPhoneOS.sdk
+mkdir -p "$ios_sdk"
+for target in aarch64-apple-ios aarch64-apple-ios-sim; do
+    echo "==> $target: cargo clippy -p peerlink-ffi"
+    if ! rustup target add "$target"; then
+        if [[ $target == aarch64-apple-ios-sim ]]; then
+            # Not a missing tool to install: the simulator's rust-std is not served here (404).
+            echo "SKIP: mobile-checks::$target: rustup cannot install its rust-std here"
+            result "$target" skipped "rustup cannot install its rust-std here"
+        else
+            result "$target" FAILED "rustup target add $target failed"
+        fi
+        continue
+    fi
+    env_target=${target//-/_}
+    what="cargo clippy -p peerlink-ffi --target $target -D warnings (type check, stand-in C compiler)"
+    if env "CC_$env_target=$root/tests/mobile/stand-in-cc.sh" "AR_$env_target=ar" SDKROOT="$ios_sdk" \
+        cargo clippy -p peerlink-ffi --target "$target" --locked -- -D warnings; then
+        result "$target" ok "$what"
+    else
+        result "$target" FAILED "$what"
+    fi
+done
 
 echo
 printf 'mobile-checks: %s\n' "${results[@]}"

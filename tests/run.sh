@@ -3,10 +3,10 @@
 #   1. formatting and clippy (-D warnings),
 #   2. the cargo tests of the workspace (unit, in-process engines, real NetBird servers),
 #   3. the lab suites in network namespaces (root only; they skip with a reason otherwise),
-#   4. the JVM tests of the Kotlin layer and the Android classes compiled against android-all
+#   4. the JVM tests of the Kotlin layer, the Android classes under Robolectric, and the sample compiled against android-all
 #      (tests/jvm.sh --android-typecheck), when Java and Maven are present,
 #   5. the mobile checks (tests/mobile-checks.sh): committed Swift bindings current, clippy for
-#      aarch64-linux-android.
+#      aarch64-linux-android and aarch64-apple-ios (a type check: no Apple SDK here).
 # Ends with one line "all: N passed, N failed, N skipped (skipped: NAME, ...)" naming every test
 # or suite that could not run here; exits non-zero if anything failed. With CI=true a missing lab
 # tool (or root) is a failure, not a skip.
@@ -88,12 +88,12 @@ for suite in tests/lab/netns_*.sh; do
 done
 
 if [[ -x tests/jvm.sh ]]; then
-    step "JVM tests of the Kotlin layer, Android classes type-checked"
+    step "JVM tests of the Kotlin layer, Android classes under Robolectric, the sample type-checked"
     PEERLINK_SKIP_LOG=$log_dir/jvm.skips bash tests/jvm.sh --android-typecheck 2>&1 | tee "$log_dir/jvm.log"
     tally "$log_dir/jvm.log" "jvm" "${PIPESTATUS[0]}" "$log_dir/jvm.skips"
 fi
 
-step "mobile checks (Swift bindings current, aarch64-linux-android clippy)"
+step "mobile checks (Swift bindings current, aarch64-linux-android and aarch64-apple-ios clippy)"
 bash tests/mobile-checks.sh 2>&1 | tee "$log_dir/mobile-checks.log"
 record "mobile-checks" "${PIPESTATUS[0]}"
 

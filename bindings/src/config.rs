@@ -54,6 +54,13 @@ pub struct EngineConfig {
     /// NetBird's management server: the address, peers and servers come from there.
     #[uniffi(default = None)]
     pub management: Option<crate::management::ManagementConfig>,
+    /// Lazy connections: a peer's connection closes after `inactivity_threshold_secs` without
+    /// data (default 900, at least 60) and opens again when a packet or the peer needs it.
+    /// `true` keeps every connection open.
+    #[uniffi(default = false)]
+    pub lazy_disabled: bool,
+    #[uniffi(default = None)]
+    pub inactivity_threshold_secs: Option<u64>,
 }
 
 /// NetBird's signal server.
@@ -128,6 +135,9 @@ pub struct PeerConfig {
     /// Seconds between keepalives when idle; unset or 0 turns them off.
     #[uniffi(default = None)]
     pub persistent_keepalive: Option<u16>,
+    /// Never closed for inactivity (a routing peer, say).
+    #[uniffi(default = false)]
+    pub always_on: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -232,6 +242,10 @@ impl Validated {
             relay: config.relay.as_ref().map(RelayConfig::to_spec),
             ice: config.ice.as_ref().map(IceConfig::to_spec),
             management: config.management.as_ref().map(|m| m.to_spec()),
+            lazy: Some(peerlink_core::config::LazySpec {
+                disabled: config.lazy_disabled,
+                inactivity_threshold_secs: config.inactivity_threshold_secs,
+            }),
         };
         let core = spec.validate()?;
         // The app's engine always takes signal from its configuration (core's in-process hub is
@@ -337,6 +351,7 @@ impl PeerConfig {
             preshared_key: self.preshared_key.clone(),
             endpoint: self.endpoint.clone(),
             persistent_keepalive: self.persistent_keepalive,
+            always_on: self.always_on,
         }
     }
 }
@@ -502,6 +517,7 @@ pub(crate) mod tests {
                 preshared_key: None,
                 endpoint: Some("127.0.0.1:51820".into()),
                 persistent_keepalive: Some(25),
+                always_on: false,
             }],
             dns_servers: vec!["100.64.0.53".into()],
             framing: None,
@@ -510,6 +526,8 @@ pub(crate) mod tests {
             relay: None,
             ice: None,
             management: None,
+            lazy_disabled: false,
+            inactivity_threshold_secs: None,
         }
     }
 
@@ -665,6 +683,7 @@ pub(crate) mod tests {
             preshared_key: None,
             endpoint: None,
             persistent_keepalive: None,
+            always_on: false,
         });
         let s = interface_settings(c).unwrap();
         let text = |v: &[IpPrefix]| {

@@ -102,6 +102,13 @@ pub enum Event {
         to: Option<PathKind>,
         reason: String,
     },
+    /// The peer's connection closed for inactivity (`idle`) or woke, and why (lazy
+    /// connections).
+    PeerActivity {
+        peer: String,
+        idle: bool,
+        reason: String,
+    },
     /// The peer list was replaced.
     PeersUpdated { count: u32 },
     /// The signal client's state changed (only with `signal` configured). The current state
@@ -166,6 +173,30 @@ pub struct PeerStatus {
     pub paths: Vec<PathStatus>,
     /// The latest changes of the active path, oldest first (a short, bounded history).
     pub switches: Vec<PathSwitch>,
+    /// Open, idle or waking (lazy connections), and why it last changed.
+    pub activity: PeerActivity,
+    pub activity_reason: Option<String>,
+}
+
+/// Whether a peer's connection is open (lazy connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PeerActivity {
+    /// Open: its paths are kept and watched.
+    Active,
+    /// Closed for inactivity: no ICE agent, no relay path, nothing sent.
+    Idle,
+    /// Opening again after idle; no path carries traffic yet.
+    Waking,
+}
+
+impl From<peerlink_core::conn::Activity> for PeerActivity {
+    fn from(a: peerlink_core::conn::Activity) -> Self {
+        match a {
+            peerlink_core::conn::Activity::Active => PeerActivity::Active,
+            peerlink_core::conn::Activity::Idle => PeerActivity::Idle,
+            peerlink_core::conn::Activity::Waking => PeerActivity::Waking,
+        }
+    }
 }
 
 /// Traffic and drops of one peer, since it was configured.
@@ -334,6 +365,11 @@ pub(crate) fn event_from_core(e: CoreEvent) -> Option<Event> {
         CoreEvent::ManagementStateChanged(state) => {
             Some(Event::ManagementStateChanged { state: state.into() })
         }
+        CoreEvent::PeerActivity { peer, idle, reason } => Some(Event::PeerActivity {
+            peer: peer.to_base64(),
+            idle,
+            reason,
+        }),
         CoreEvent::Stopped => None,
     }
 }
@@ -351,6 +387,8 @@ pub(crate) fn status_from_core(s: peerlink_core::EngineStatus, network_online: b
             counters: counters(p.counters),
             paths: p.paths.into_iter().map(path_status).collect(),
             switches: p.switches.into_iter().map(path_switch).collect(),
+            activity: p.activity.into(),
+            activity_reason: p.activity_reason,
         })
         .collect();
     EngineStatus {

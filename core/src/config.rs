@@ -53,6 +53,22 @@ pub struct EngineSpec {
     /// (`ice` still sets the interfaces ICE may use).
     #[serde(default)]
     pub management: Option<ManagementSpec>,
+    /// Lazy connections: on unless switched off here.
+    #[serde(default)]
+    pub lazy: Option<LazySpec>,
+}
+
+/// Lazy connections (NetBird's `lazyconn`): a peer's connection closes after this long without
+/// data and opens again on the first packet or signal message that needs it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LazySpec {
+    /// `false` keeps every connection open.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Default 900 (NetBird's 15 min); at least 60.
+    #[serde(default)]
+    pub inactivity_threshold_secs: Option<u64>,
 }
 
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -136,6 +152,9 @@ pub struct PeerSpec {
     pub endpoint: Option<String>,
     #[serde(default)]
     pub persistent_keepalive: Option<u16>,
+    /// Never closed for inactivity (a routing peer, say).
+    #[serde(default)]
+    pub always_on: bool,
 }
 
 /// A validated configuration.
@@ -150,6 +169,8 @@ pub struct EngineConfig {
     pub relay: Option<RelaySettings>,
     pub ice: Option<IceSpec>,
     pub management: Option<ManagementSpec>,
+    /// How long a connection may go without data before it closes; `None`: never.
+    pub lazy: Option<std::time::Duration>,
 }
 
 /// Validated relay settings.
@@ -169,6 +190,8 @@ pub struct PeerConfig {
     pub endpoint: Option<SocketAddr>,
     /// Seconds between keepalives when otherwise idle; `None` or 0 turns them off.
     pub persistent_keepalive: Option<u16>,
+    /// Never closed for inactivity.
+    pub always_on: bool,
 }
 
 /// A configuration the engine refuses, with the field that is wrong.
@@ -226,6 +249,16 @@ impl EngineSpec {
         let relay = self.relay.as_ref().map(validate_relay).transpose()?;
         let ice = self.ice.as_ref().map(validate_ice).transpose()?;
         let management = self.management.as_ref().map(validate_management).transpose()?;
+        let lazy = match &self.lazy {
+            Some(l) if l.disabled => None,
+            Some(l) => Some(
+                l.inactivity_threshold_secs
+                    .map_or(crate::conn::lazy::DEFAULT_THRESHOLD, |s| {
+                        std::time::Duration::from_secs(s).max(crate::conn::lazy::MIN_THRESHOLD)
+                    }),
+            ),
+            None => Some(crate::conn::lazy::DEFAULT_THRESHOLD),
+        };
         Ok(EngineConfig {
             private_key,
             addresses,
@@ -236,6 +269,7 @@ impl EngineSpec {
             relay,
             ice,
             management,
+            lazy,
         })
     }
 }
@@ -304,6 +338,7 @@ pub fn validate_peers(peers: &[PeerSpec], own_key: PublicKey) -> Result<Vec<Peer
             preshared_key,
             endpoint,
             persistent_keepalive,
+            always_on: p.always_on,
         });
     }
     Ok(out)

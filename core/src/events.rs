@@ -26,6 +26,13 @@ pub enum Event {
         to: Option<PathKind>,
         reason: String,
     },
+    /// The peer's connection was closed for inactivity (`idle`) or woke, and why (lazy
+    /// connections).
+    PeerActivity {
+        peer: PublicKey,
+        idle: bool,
+        reason: String,
+    },
     /// The peer list was replaced.
     PeersUpdated { count: usize },
     /// The signal client's state changed.

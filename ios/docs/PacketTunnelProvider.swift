@@ -4,29 +4,32 @@
 //   com.apple.security.application-groups = [group.your.app] (to share config with the app)
 // and the Peerlink package as a dependency.
 import NetworkExtension
+import os
 import Peerlink
 
 final class PacketTunnelProvider: NEPacketTunnelProvider {
     private var tunnel: PeerlinkTunnel?
+    private let log = Logger(subsystem: "your.app.tunnel", category: "peerlink")
 
     override func startTunnel(options: [String: NSObject]? = nil) async throws {
-        initLogging(level: .info) // the unified log: subsystem "io.peerlink"
+        initLogging(level: .info) // the engine's own lines: the unified log, subsystem "io.peerlink"
         let tunnel = try PeerlinkTunnel(provider: self, config: try loadConfig())
         self.tunnel = tunnel
+        let log = self.log
         Task {
-            for await event in tunnel.events {
-                switch event {
+            for await update in tunnel.updates {
+                // update.state is the tunnel as a UI shows it (the same model as on Android);
+                // update.eventsLost counts events this reader was too slow for.
+                switch update.event {
                 case .signalStateChanged(.replaced):
-                    NSLog("peerlink: another device uses this key; signal delivers to it now")
+                    log.warning("another device uses this key; signal delivers to it now")
                 case let .relayStateChanged(.failed(detail, failures)):
-                    NSLog("peerlink: relay failed \(failures)x: \(detail)")
-                case let .iceStateChanged(peer, state):
-                    NSLog("peerlink: ICE \(peer.prefix(8)) \(state)")
+                    log.error("relay failed \(failures)x: \(detail, privacy: .public)")
                 case let .pathSwitched(peer, from, to, reason):
                     let name = { (kind: PathKind?) in kind.map { "\($0)" } ?? "none" }
-                    NSLog("peerlink: \(peer.prefix(8)) switched \(name(from)) → \(name(to)): \(reason)")
+                    log.info("\(peer.prefix(8), privacy: .public) \(name(from)) → \(name(to)): \(reason, privacy: .public)")
                 default:
-                    NSLog("peerlink event: \(event)")
+                    log.debug("\(String(describing: update.event), privacy: .public)")
                 }
             }
         }

@@ -10,7 +10,7 @@ mod runtime;
 mod session;
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::runtime::Runtime;
@@ -23,7 +23,7 @@ use crate::guard::{guard, panic_message, CatchPanic};
 use crate::platform::Platform;
 use crate::status::{status_from_core, EngineStatus, Event};
 use peerlink_core::tun::Tun;
-use session::{close_if_owned, queue, Session, EVENT_QUEUE};
+use session::{close_if_owned, EventQueue, Session, EVENT_QUEUE};
 
 pub use runtime::{MAX_BLOCKING_THREADS, THREAD_STACK_SIZE, WORKER_THREADS};
 
@@ -42,6 +42,8 @@ struct Inner {
     lifecycle: Arc<tokio::sync::Mutex<()>>,
     /// What the app last said through `network_changed`; a start while offline passes it on.
     online: AtomicBool,
+    /// Events that found the app's queue full, not yet reported by `next_event`.
+    lost: Arc<AtomicU64>,
     platform: Option<Arc<dyn Platform>>,
 }
 
@@ -57,7 +59,7 @@ struct State {
 
 struct Run {
     session: Session,
-    events: mpsc::Sender<Event>,
+    events: EventQueue,
 }
 
 #[uniffi::export]
@@ -84,6 +86,7 @@ impl Engine {
                     }),
                     lifecycle: Arc::new(tokio::sync::Mutex::new(())),
                     online: AtomicBool::new(true),
+                    lost: Arc::new(AtomicU64::new(0)),
                     platform,
                 }),
             }))
@@ -109,7 +112,8 @@ impl Engine {
                 (state.config.clone(), state.peers_generation)
             };
             let _context = self.runtime()?.enter();
-            let (events, receiver) = mpsc::channel(EVENT_QUEUE);
+            let (sender, receiver) = mpsc::channel(EVENT_QUEUE);
+            let events = EventQueue::new(sender, self.inner.lost.clone());
             // Not under the state lock: protect_socket calls into the app, which may call us.
             let session = Session::start(&config, tun_fd, self.inner.platform.as_ref(), &events)?;
             let mut state = lock(&self.inner.state);
@@ -163,7 +167,7 @@ impl Engine {
             tracing::info!(online, changed = before != online, "network changed");
             if let Some(run) = &lock(&self.inner.state).run {
                 run.session.core.network_changed(online);
-                queue(&run.events, Event::NetworkChanged { online });
+                run.events.push(Event::NetworkChanged { online });
             }
             Ok(())
         });
@@ -209,7 +213,12 @@ impl Engine {
 
     /// The next event, waiting for it. `None` once the engine has stopped and every event
     /// before that was read (or before the first `start`). Cancelling the wait loses nothing.
+    /// Events that found the queue full are reported first, as one `EventsLost`.
     pub async fn next_event(&self) -> Option<Event> {
+        let missed = self.inner.lost.swap(0, Ordering::Relaxed);
+        if missed > 0 {
+            return Some(Event::EventsLost { missed });
+        }
         let queue = lock(&self.inner.state).events.clone();
         let queue = queue?;
         let next = CatchPanic::new(async move { Ok(queue.lock().await.recv().await) }).await;
@@ -292,7 +301,7 @@ impl Inner {
             return;
         };
         run.session.stop().await;
-        queue(&run.events, Event::Stopped);
+        run.events.push(Event::Stopped);
         // Dropping the run's sender ends the queue: next_event returns None once drained.
     }
 
@@ -308,7 +317,7 @@ impl Inner {
         // On error from_fd has dropped (and, if owned, closed) the fd; the old tun carries on.
         let tun = Tun::from_fd(tun_fd, config.framing, config.fd_ownership)?;
         run.session.core.set_tun(tun);
-        queue(&run.events, Event::TunReplaced);
+        run.events.push(Event::TunReplaced);
         Ok(())
     }
 }
@@ -438,6 +447,43 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, Event::RelayStateChanged { .. })),
             "{events:?}"
+        );
+        // SAFETY: closing the test's own end.
+        unsafe { libc::close(os) };
+    }
+
+    #[test]
+    fn events_that_find_the_queue_full_are_reported_as_lost() {
+        let engine = Engine::new(config(), None).unwrap();
+        let (tun, os) = packet_socketpair().unwrap();
+        engine.start(tun).unwrap();
+        // The app reads nothing while far more network changes than the queue holds come in.
+        let changes = EVENT_QUEUE + 10;
+        for i in 0..changes {
+            engine.network_changed(i % 2 == 0);
+        }
+        block_on(engine.stop()).unwrap();
+        let events = drain(&engine);
+        let missed: u64 = events
+            .iter()
+            .map(|e| match e {
+                Event::EventsLost { missed } => *missed,
+                _ => 0,
+            })
+            .sum();
+        let delivered = events
+            .iter()
+            .filter(|e| matches!(e, Event::NetworkChanged { .. }))
+            .count();
+        assert!(missed >= 10, "{missed} reported lost");
+        assert!(
+            delivered as u64 + missed >= changes as u64,
+            "every change delivered or counted: {delivered} + {missed} of {changes}"
+        );
+        assert!(
+            matches!(events.first(), Some(Event::EventsLost { .. })),
+            "the count comes first: {:?}",
+            events.first()
         );
         // SAFETY: closing the test's own end.
         unsafe { libc::close(os) };

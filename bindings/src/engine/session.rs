@@ -2,6 +2,7 @@
 //! reads, stopped with a bound.
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ impl Session {
         config: &Validated,
         tun_fd: RawFd,
         platform: Option<&Arc<dyn Platform>>,
-        events: &mpsc::Sender<Event>,
+        events: &EventQueue,
     ) -> Result<Session, PeerlinkError> {
         let tun = Tun::from_fd(tun_fd, config.framing, config.fd_ownership)?;
         let protector = platform.map(|p| Arc::new(PlatformProtector(p.clone())) as _);
@@ -82,9 +83,9 @@ impl Session {
             active.into_iter().chain(switches)
         });
         for event in opening.into_iter().chain(signal).chain(relay).chain(paths) {
-            queue(events, event);
+            events.push(event);
         }
-        let forwarder = tokio::spawn(forward(receiver, events.clone()));
+        let forwarder = tokio::spawn(forward(receiver, events.sender.clone()));
         Ok(Session { core, forwarder })
     }
 
@@ -106,10 +107,33 @@ impl Session {
     }
 }
 
-/// Queues an event without waiting; a full queue means the app is not reading.
-pub(crate) fn queue(events: &mpsc::Sender<Event>, event: Event) {
-    if let Err(e) = events.try_send(event) {
-        tracing::debug!(error = %e, "event dropped");
+/// The sending side of the app's event queue, for events raised outside core (start's opening
+/// state, network changes, tun swaps, `Stopped`): queued without waiting, and counted when the
+/// queue is full, so that `next_event` reports them as `EventsLost` instead of losing them
+/// silently.
+#[derive(Clone)]
+pub(crate) struct EventQueue {
+    sender: mpsc::Sender<Event>,
+    lost: Arc<AtomicU64>,
+}
+
+impl EventQueue {
+    /// `lost` outlives the run: the app may read the count after the run's queue is gone.
+    pub fn new(sender: mpsc::Sender<Event>, lost: Arc<AtomicU64>) -> Self {
+        EventQueue { sender, lost }
+    }
+
+    /// Queues `event` without waiting; a full queue means the app is not reading.
+    pub fn push(&self, event: Event) {
+        match self.sender.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                tracing::debug!(?event, "event queue full; counted as lost");
+                self.lost.fetch_add(1, Ordering::Relaxed);
+            }
+            // The app dropped the queue with the engine: nobody is left to tell.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 }
 

@@ -326,6 +326,7 @@ fn switch(who: usize, event: Result<Event, RecvError>) -> Result<Input, DemoErro
             | Event::InterfaceChanged(_)
             | Event::DnsChanged(_)
             | Event::ManagementStateChanged(_)
+            | Event::PeerActivity { .. }
             | Event::Stopped,
         )
         | Err(RecvError::Lagged(_)) => Ok(Input::Tick),

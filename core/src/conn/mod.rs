@@ -12,6 +12,7 @@ mod shell;
 
 use std::collections::HashMap;
 
+pub use peer::lazy::{self, Activity, ActivityReason};
 pub use peer::watcher::{Health, StaleReason};
 pub(crate) use peer::PathIds;
 pub use peer::{ConnStatus, PathHealthStatus, Switch, SwitchReason};

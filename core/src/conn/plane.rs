@@ -37,6 +37,10 @@ pub struct PeerObservations {
     /// Datagrams WireGuard wanted to send while the peer had no active path (a handshake
     /// initiation among them, when data was waiting for a session).
     pub no_path_drops: u64,
+    /// Data packets WireGuard carried for the peer so far, from the tun and to it (keepalives
+    /// and handshakes are not counted): the lazy-connection policy's measure of use.
+    pub tx_packets: u64,
+    pub rx_packets: u64,
 }
 
 /// One attached path as the data plane sees it.
@@ -56,6 +60,9 @@ pub enum PlaneEvent {
     PathAdded { peer: PublicKey, id: PathId },
     /// WireGuard had something to send to `peer` and no active path to send it on.
     NoPath { peer: PublicKey },
+    /// Data moved to or from `peer` after a quiet spell (at most one per quiet spell): the
+    /// control plane observes it now instead of polling quiet peers often.
+    Activity { peer: PublicKey },
 }
 
 /// Capacity of the data plane's report channel: one message per roaming event; when full, the

@@ -38,8 +38,10 @@ const STARTING_CANDIDATES: usize = 64;
 /// The data plane is observed this often while a peer's active path carries traffic: the
 /// watcher's suspicion comes after 1 s, so a quarter of it keeps verdicts on time.
 const BUSY_OBSERVE: Duration = Duration::from_millis(250);
-/// …and this often when idle, to catch the first send after a quiet spell.
-const IDLE_OBSERVE: Duration = Duration::from_secs(1);
+/// …and this often when every peer is quiet: the data plane reports the first packet after a
+/// quiet spell itself (`PlaneEvent::Activity`), so this only refreshes status and the
+/// handshake floor (3 min 30 s) while an idle engine sleeps.
+const QUIET_OBSERVE: Duration = Duration::from_secs(30);
 
 /// What the control plane runs on, handed over by the engine.
 pub(crate) struct ControlPlane {
@@ -49,8 +51,10 @@ pub(crate) struct ControlPlane {
     pub ids: PathIds,
     pub inbound: mpsc::Sender<Inbound>,
     pub events: broadcast::Sender<Event>,
-    /// The configured peers' keys.
-    pub peers: watch::Receiver<Vec<PublicKey>>,
+    /// The configured peers' keys, and whether each is always-on.
+    pub peers: watch::Receiver<Vec<(PublicKey, bool)>>,
+    /// Lazy connections' inactivity threshold; `None`: off.
+    pub lazy: Option<Duration>,
     pub online: watch::Receiver<bool>,
     pub status: Arc<Mutex<ControlStatus>>,
     pub plane_events: mpsc::Receiver<PlaneEvent>,
@@ -123,6 +127,9 @@ struct Shell {
     /// Signal messages from keys that are not configured peers, ignored.
     unknown_senders: u64,
     next_observe: Instant,
+    lazy: Option<Duration>,
+    /// Relay peer ids of the configured peers, to find who sent a packet we had no path for.
+    relay_ids: HashMap<crate::relay::messages::PeerId, PublicKey>,
 }
 
 /// Runs the control plane until `shutdown`, then closes ICE agents, relays and signal.
@@ -138,12 +145,14 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
         mut online,
         status,
         mut plane_events,
+        lazy,
         ice,
         relay,
         signal,
         mut ice_updates,
     } = cp;
     let mut relay_state = relay.as_ref().map(|r| r.state());
+    let mut relay_events = relay.as_ref().map(|r| r.subscribe());
     let (signal, mut incoming) = match signal {
         Some((handle, incoming)) => (Some(handle), Some(incoming)),
         None => (None, None),
@@ -177,6 +186,8 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
         online: *online.borrow_and_update(),
         unknown_senders: 0,
         next_observe: now,
+        relay_ids: HashMap::new(),
+        lazy,
     };
     // A server state that changed between the engine's first reading and these receivers
     // would never be seen as a change: take the current ones now.
@@ -219,6 +230,7 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
                     s.ice = Some(config);
                 }
             }
+            Some(event) = relay_event(&mut relay_events) => s.on_relay_event(event, Instant::now()),
             _ = sleep_until(deadline) => s.on_timeout(Instant::now()),
         }
     }
@@ -226,7 +238,8 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
 }
 
 impl Shell {
-    fn sync_peers(&mut self, keys: &[PublicKey], now: Instant) {
+    fn sync_peers(&mut self, peers: &[(PublicKey, bool)], now: Instant) {
+        let keys: Vec<PublicKey> = peers.iter().map(|(k, _)| *k).collect();
         let gone: Vec<PublicKey> = self.peers.keys().filter(|k| !keys.contains(k)).copied().collect();
         for key in gone {
             if let Some(mut p) = self.peers.remove(&key) {
@@ -238,9 +251,12 @@ impl Shell {
             }
             self.handshaker.remove_peer(&key);
             self.status.lock().peers.remove(&key);
+            self.relay_ids.remove(&crate::relay::messages::PeerId::of(&key));
         }
-        for key in keys {
-            if self.peers.contains_key(key) {
+        for (key, always_on) in peers {
+            let lazy = self.lazy.filter(|_| !always_on);
+            if let Some(p) = self.peers.get_mut(key) {
+                p.conn.set_lazy(now, lazy);
                 continue;
             }
             let config = ConnConfig {
@@ -250,7 +266,10 @@ impl Shell {
                 relay: self.relay.is_some(),
                 wg_listen_port: self.wg_listen_port,
                 version: VERSION.to_owned(),
+                lazy,
             };
+            self.relay_ids
+                .insert(crate::relay::messages::PeerId::of(key), *key);
             let rng = StdRng::from_rng(OsRng).unwrap_or_else(|_| StdRng::from_entropy());
             let mut conn = Conn::new(config, now, rng, self.ids.clone());
             if !self.online {
@@ -296,10 +315,12 @@ impl Shell {
                 }
                 HandshakeEvent::Answer { peer, answer } => (peer, Input::Description(answer, false)),
                 HandshakeEvent::Candidate { peer, candidate } => (peer, Input::Candidate(candidate)),
+                HandshakeEvent::GoIdle { peer } => (peer, Input::GoIdle),
             };
             self.with_peer(peer, now, |conn| match input {
                 Input::Description(desc, is_offer) => conn.handle_remote_description(now, desc, is_offer),
-                Input::Candidate(c) => conn.handle_remote_candidate(c),
+                Input::Candidate(c) => conn.handle_remote_candidate(now, c),
+                Input::GoIdle => conn.handle_remote_go_idle(now),
             });
         }
     }
@@ -395,11 +416,27 @@ impl Shell {
 
     fn on_plane(&mut self, event: PlaneEvent, now: Instant) {
         match event {
-            PlaneEvent::PathAdded { peer, .. } | PlaneEvent::NoPath { peer } => {
+            PlaneEvent::PathAdded { peer, .. }
+            | PlaneEvent::NoPath { peer }
+            | PlaneEvent::Activity { peer } => {
                 let Some(obs) = self.plane.observe(&peer) else {
                     return;
                 };
                 self.with_peer(peer, now, |conn| conn.handle_observations(now, &obs));
+                if self.peers.get(&peer).is_some_and(|p| p.conn.is_busy(now)) {
+                    // Traffic after a quiet spell: the watcher needs its busy cadence now.
+                    self.next_observe = self.next_observe.min(now + BUSY_OBSERVE);
+                }
+            }
+        }
+    }
+
+    /// A relay event: only a packet from a peer we have no relay path to matters here (an
+    /// idle connection wakes; NetBird's peer sends before it offers).
+    fn on_relay_event(&mut self, event: crate::relay::RelayEvent, now: Instant) {
+        if let crate::relay::RelayEvent::PeerWaiting { peer, .. } = event {
+            if let Some(key) = self.relay_ids.get(&peer).copied() {
+                self.with_peer(key, now, |conn| conn.handle_relay_traffic(now));
             }
         }
     }
@@ -463,7 +500,7 @@ impl Shell {
             busy |= self.peers.get(&key).is_some_and(|p| p.conn.is_busy(now));
         }
         if observe_all {
-            self.next_observe = now + if busy { BUSY_OBSERVE } else { IDLE_OBSERVE };
+            self.next_observe = now + if busy { BUSY_OBSERVE } else { QUIET_OBSERVE };
         }
     }
 
@@ -542,6 +579,14 @@ impl Shell {
                     if !self.plane.send_handshake(&peer, id) {
                         tracing::debug!(%peer, ?id, "handshake not sent on the path");
                     }
+                }
+                Action::SendGoIdle => self.handshaker.go_idle(peer),
+                Action::Idle(idle, reason) => {
+                    let _ = self.events.send(Event::PeerActivity {
+                        peer,
+                        idle,
+                        reason: reason.to_string(),
+                    });
                 }
                 Action::Switched(switch) => {
                     tracing::info!(%peer, %switch, "path switched");
@@ -669,6 +714,7 @@ impl Shell {
 enum Input {
     Description(crate::signal::OfferAnswer, bool),
     Candidate(String),
+    GoIdle,
 }
 
 async fn send_loop(signal: SignalHandle, mut outbox: mpsc::Receiver<(PublicKey, SignalMessage)>) {
@@ -684,6 +730,23 @@ async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+async fn relay_event(
+    events: &mut Option<broadcast::Receiver<crate::relay::RelayEvent>>,
+) -> Option<crate::relay::RelayEvent> {
+    let Some(rx) = events else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(event) => return Some(event),
+            // Missed events are path and connection changes, which arrive on their own
+            // channels too; a missed wake is repeated by the peer's next packet.
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        }
     }
 }
 

@@ -29,11 +29,13 @@ use crate::wg::{AttachedPath, DirectPath, Peer, PACKET_BUFFER};
 /// boringtun asks for `update_timers` every 250 ms to 1 s while a peer is active; 250 ms keeps
 /// handshake retries and keepalives on time while traffic flows.
 const BUSY_TICK: Duration = Duration::from_millis(250);
-/// When no peer has moved a packet for a while, 1 s (boringtun's coarsest allowed tick): an
-/// idle engine wakes once a second, not four times (DESIGN 9, idle figure).
-const IDLE_TICK: Duration = Duration::from_secs(1);
-/// A peer that sent or received within this long counts as busy: WireGuard's keepalive
-/// timeout (10 s), after which boringtun's own timers have nothing urgent left to do.
+/// When no peer moved data for a while, boringtun's timers have nothing urgent: a session
+/// expires after 180 s and is cleared after 540 s, give or take a tick. The timer task sleeps
+/// this long (or until a persistent keepalive is due), and the first packet wakes it (DESIGN 9,
+/// idle figure; DESIGN 10: computed, not polled).
+const QUIET_TICK: Duration = Duration::from_secs(10);
+/// A peer that moved data within this long, or is handshaking, counts as busy: WireGuard's
+/// keepalive timeout (10 s), after which boringtun's own timers have nothing urgent to do.
 const BUSY_WINDOW: Duration = Duration::from_secs(10);
 /// boringtun's shared rate limiter counts handshakes per second and must be reset each second.
 const RATE_LIMIT_RESET_EVERY: Duration = Duration::from_secs(1);
@@ -172,11 +174,14 @@ pub(super) async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receive
     let mut out = vec![0u8; PACKET_BUFFER];
     let mut wait = BUSY_TICK;
     let mut last_reset = Instant::now();
+    // Per peer: its data packet count when last seen, and when it last changed.
+    let mut data: std::collections::HashMap<PublicKey, (u64, Instant)> = Default::default();
     loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(wait) => {}
+            _ = shared.timer_wake.notified() => {}
         }
         let now = Instant::now();
         if now - last_reset >= RATE_LIMIT_RESET_EVERY {
@@ -184,16 +189,30 @@ pub(super) async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receive
             last_reset = now;
         }
         let table = shared.table.load();
+        data.retain(|k, _| table.by_key.contains_key(k));
         let mut busy = false;
+        let mut next = now + QUIET_TICK;
         for peer in table.by_key.values() {
-            busy |= peer.paths().iter().any(|p| {
-                let o = p.stats.snapshot();
-                [o.last_tx, o.last_rx]
-                    .into_iter()
-                    .flatten()
-                    .any(|t| now - t < BUSY_WINDOW)
-            });
+            let c = peer.counters.snapshot();
+            let count = c.tx_packets + c.rx_packets;
+            let seen = data.entry(peer.key).or_insert((count, now));
+            if seen.0 != count {
+                *seen = (count, now);
+            }
+            let last_tx = peer
+                .paths()
+                .iter()
+                .filter_map(|p| p.stats.snapshot().last_tx)
+                .max();
             let mut tunn = peer.tunn.lock();
+            // Sending without a session: a handshake is under way, and boringtun retries it.
+            let handshaking =
+                tunn.time_since_last_handshake().is_none() && last_tx.is_some_and(|t| now - t < BUSY_WINDOW);
+            let peer_busy = now - seen.1 < BUSY_WINDOW || handshaking;
+            if !peer_busy {
+                peer.quiet.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            busy |= peer_busy;
             let result = tunn.update_timers(&mut out);
             shared.note_handshake(peer, &tunn, now);
             drop(tunn);
@@ -202,8 +221,17 @@ pub(super) async fn timer_loop(shared: Arc<Shared>, mut shutdown: watch::Receive
                 TunnResult::Err(e) => tracing::trace!(peer = %peer.key, error = ?e, "timer"),
                 TunnResult::Done | TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
             }
+            if let Some(every) = peer.config.persistent_keepalive {
+                // boringtun sends it when this much has passed since the last keepalive.
+                let sent = last_tx.unwrap_or(now);
+                next = next.min(sent + Duration::from_secs(u64::from(every)));
+            }
         }
-        wait = if busy { BUSY_TICK } else { IDLE_TICK };
+        wait = if busy {
+            BUSY_TICK
+        } else {
+            next.saturating_duration_since(now).max(BUSY_TICK)
+        };
     }
 }
 
@@ -223,6 +251,7 @@ impl Shared {
         };
         peer.counters.tx_packets(1);
         peer.counters.tx_bytes(packet.len() as u64);
+        self.note_activity(peer);
         let active = peer.active_path();
         let Some(direct) = active.filter(|a| a.path.udp_endpoint().is_some()) else {
             // Another path, or none: one datagram at a time, after what is batched.
@@ -458,12 +487,23 @@ impl Shared {
             Ok(true) => {
                 peer.counters.rx_packets(1);
                 peer.counters.rx_bytes(packet.len() as u64);
+                self.note_activity(peer);
             }
             Ok(false) => peer.counters.tun_write_failed(1),
             Err(e) => {
                 tracing::trace!(error = %e, "tun write failed");
                 peer.counters.tun_write_failed(1);
             }
+        }
+    }
+
+    /// Data moved for `peer`. After a quiet spell, the timer task (asleep) and the control plane
+    /// (observing rarely) hear at once; otherwise this is one relaxed load.
+    fn note_activity(&self, peer: &Peer) {
+        use std::sync::atomic::Ordering;
+        if peer.quiet.load(Ordering::Relaxed) && peer.quiet.swap(false, Ordering::Relaxed) {
+            self.timer_wake.notify_one();
+            self.report(PlaneEvent::Activity { peer: peer.key });
         }
     }
 

@@ -122,14 +122,17 @@ pub(crate) struct Shared {
     pub ids: PathIds,
     /// Where non-direct paths deliver what they receive.
     pub inbound: mpsc::Sender<Inbound>,
-    /// The configured peers' keys, so the control plane follows every update.
-    pub peer_keys: watch::Sender<Vec<PublicKey>>,
+    /// The configured peers' keys (and whether each is always-on), so the control plane
+    /// follows every update.
+    pub peer_keys: watch::Sender<Vec<(PublicKey, bool)>>,
     /// The control plane's view of its servers and connections, for status.
     pub control: Arc<Mutex<ControlStatus>>,
     /// Whether the platform says a network is available; the control plane follows it.
     pub online: watch::Sender<bool>,
     /// The data plane's reports to the control plane (paths learned by roaming).
     plane_events: mpsc::Sender<PlaneEvent>,
+    /// Wakes the timer task when data moves after a quiet spell.
+    pub timer_wake: tokio::sync::Notify,
     /// Their receiving end when no control plane runs (tests of the data plane alone).
     plane_events_rx: Mutex<Option<mpsc::Receiver<PlaneEvent>>>,
 }
@@ -192,6 +195,7 @@ impl Engine {
             control: Arc::new(Mutex::new(ControlStatus::default())),
             online: watch::channel(true).0,
             plane_events,
+            timer_wake: tokio::sync::Notify::new(),
             plane_events_rx: Mutex::new(None),
         });
         let setup = ConnSetup::from_config(&config, &options.sockets, options.tun_name.as_deref());
@@ -377,6 +381,7 @@ pub(crate) fn start_control(
         online: shared.online.subscribe(),
         status: shared.control.clone(),
         plane_events: inputs.plane_events,
+        lazy: config.lazy,
         ice: inputs.setup.ice,
         relay: relay.clone(),
         signal,
@@ -449,7 +454,11 @@ impl Shared {
             }
         }
         let count = table.by_key.len();
-        let keys = table.by_key.keys().copied().collect();
+        let keys = table
+            .by_key
+            .values()
+            .map(|p| (p.key, p.config.always_on))
+            .collect();
         self.table.store(Arc::new(table));
         tracing::debug!(count, "peers updated");
         self.peer_keys.send_replace(keys);

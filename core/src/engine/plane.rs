@@ -102,10 +102,13 @@ impl DataPlane for Shared {
             })
             .collect();
         let since_handshake = p.tunn.lock().time_since_last_handshake();
+        let counters = p.counters.snapshot();
         Some(PeerObservations {
             paths,
             since_handshake,
-            no_path_drops: p.counters.snapshot().no_path,
+            no_path_drops: counters.no_path,
+            tx_packets: counters.tx_packets,
+            rx_packets: counters.rx_packets,
         })
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::clock::Instant;
-use crate::conn::{ConnStatus, Health};
+use crate::conn::{Activity, ConnStatus, Health};
 use crate::keys::PublicKey;
 use crate::path::{PathId, PathKind, PathObservations};
 use crate::wg::{EngineCountersSnapshot, PeerCountersSnapshot};
@@ -47,6 +47,9 @@ pub struct PeerStatus {
     pub paths: Vec<PathStatus>,
     /// The newest path switches, oldest first (a bounded history).
     pub switches: Vec<SwitchRecord>,
+    /// Open, idle or waking (lazy connections), and why it last changed.
+    pub activity: Activity,
+    pub activity_reason: Option<String>,
 }
 
 /// One change of the active path.
@@ -129,6 +132,8 @@ pub(crate) fn peer_status(peer: &crate::wg::Peer, conn: Option<&ConnStatus>, now
         counters: peer.counters.snapshot(),
         paths,
         switches,
+        activity: conn.map(|c| c.activity).unwrap_or_default(),
+        activity_reason: conn.and_then(|c| c.activity_reason).map(|r| r.to_string()),
     }
 }
 
@@ -169,6 +174,10 @@ impl std::fmt::Display for EngineStatus {
                 .and_then(|m| m.names.iter().find(|n| n.key == p.public_key));
             if let Some(name) = name.filter(|n| !n.fqdn.is_empty()) {
                 writeln!(f, "  name: {}", name.fqdn)?;
+            }
+            match &p.activity_reason {
+                Some(why) => writeln!(f, "  connection: {} ({why})", p.activity)?,
+                None => writeln!(f, "  connection: {}", p.activity)?,
             }
             match (&p.active_path, &p.remote) {
                 (Some(kind), Some(remote)) => writeln!(f, "  path: {kind} {remote}")?,

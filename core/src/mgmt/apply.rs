@@ -297,6 +297,8 @@ fn remote_peers(
             preshared_key: None,
             endpoint: None,
             persistent_keepalive: Some(PEER_KEEPALIVE_SECS),
+            // Routing peers are marked below; the rest may idle (lazy connections).
+            always_on: false,
         });
         names.push(PeerName {
             key,
@@ -367,6 +369,8 @@ fn route_networks(
             if !p.allowed_ips.contains(&prefix) {
                 p.allowed_ips.push(prefix);
             }
+            // A routed network's traffic must not wait for a lazy connection to wake.
+            p.always_on = true;
         }
         if !networks.contains(&prefix) {
             networks.push(prefix);

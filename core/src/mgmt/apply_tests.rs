@@ -254,6 +254,10 @@ fn a_routed_network_becomes_an_allowed_ip_of_its_connected_routing_peer() {
     let lan: IpNet = "192.168.50.0/24".parse().unwrap();
     assert!(!peers[0].allowed_ips.contains(&lan));
     assert!(peers[1].allowed_ips.contains(&lan));
+    assert!(
+        peers[1].always_on && !peers[0].always_on,
+        "the routing peer stays connected"
+    );
     assert_eq!(delta.interface.expect("interface").routes, vec![lan]);
 }
 

@@ -280,8 +280,17 @@ impl Conn {
             }
             return;
         }
-        match peers.held.hold(from, payload, now) {
-            Hold::Held | Hold::Replaced => self.counters.held(),
+        let hold = peers.held.hold(from, payload, now);
+        drop(peers);
+        match hold {
+            Hold::Held => {
+                self.counters.held();
+                self.emit(RelayEvent::PeerWaiting {
+                    server: self.server.to_string(),
+                    peer: from,
+                });
+            }
+            Hold::Replaced => self.counters.held(),
             Hold::Refused => self.counters.held_refused(),
         }
         tracing::trace!(server = %self.server, %from, "packet from a peer not opened yet held");

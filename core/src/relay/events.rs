@@ -22,6 +22,12 @@ pub enum RelayEvent {
     },
     /// The relay reported `peer` offline; its path (if any) closed.
     PeerOffline { server: String, peer: PublicKey },
+    /// A packet arrived from a peer we have no path to (held for a while, see `held`): the
+    /// peer wants a connection. Raised once per hold, not per packet.
+    PeerWaiting {
+        server: String,
+        peer: super::messages::PeerId,
+    },
     /// A path stopped carrying traffic.
     PathClosed {
         server: String,

@@ -21,6 +21,8 @@ pub enum HandshakeEvent {
     Answer { peer: PublicKey, answer: OfferAnswer },
     /// `peer` trickled an ICE candidate.
     Candidate { peer: PublicKey, candidate: String },
+    /// `peer` closed its connection for inactivity (lazy connections).
+    GoIdle { peer: PublicKey },
 }
 
 #[derive(Debug, Default)]
@@ -52,9 +54,10 @@ impl Handshaker {
                 peer: from,
                 candidate,
             }),
-            // Lazy connections (MODE, GO_IDLE) are not implemented yet; NetBird's engine also
-            // ignores MODE. Heartbeats never reach here (the client consumes them).
-            SignalMessage::Mode { .. } | SignalMessage::GoIdle | SignalMessage::Heartbeat => {
+            SignalMessage::GoIdle => self.events.push_back(HandshakeEvent::GoIdle { peer: from }),
+            // NetBird's engine ignores MODE too. Heartbeats never reach here (the client
+            // consumes them).
+            SignalMessage::Mode { .. } | SignalMessage::Heartbeat => {
                 self.ignored += 1;
                 tracing::trace!(peer = %from, kind = msg.kind(), "signal message ignored");
             }
@@ -83,6 +86,11 @@ impl Handshaker {
         self.transmits.push_back((peer, SignalMessage::Offer(local)));
     }
 
+    /// Queues `GO_IDLE` to `peer`: we closed our side for inactivity.
+    pub fn go_idle(&mut self, peer: PublicKey) {
+        self.transmits.push_back((peer, SignalMessage::GoIdle));
+    }
+
     /// Queues a trickled local candidate for `peer`.
     pub fn candidate(&mut self, peer: PublicKey, candidate: String) {
         self.transmits
@@ -98,6 +106,7 @@ impl Handshaker {
             HandshakeEvent::OfferPending { peer: p } => p != peer,
             HandshakeEvent::Answer { peer: p, .. } => p != peer,
             HandshakeEvent::Candidate { peer: p, .. } => p != peer,
+            HandshakeEvent::GoIdle { peer: p } => p != peer,
         });
     }
 
@@ -109,7 +118,7 @@ impl Handshaker {
         self.events.pop_front()
     }
 
-    /// Messages ignored so far (MODE, GO_IDLE, stray heartbeats).
+    /// Messages ignored so far (MODE, stray heartbeats).
     pub fn ignored(&self) -> u64 {
         self.ignored
     }
@@ -192,11 +201,14 @@ mod tests {
     }
 
     #[test]
-    fn go_idle_and_mode_are_ignored_without_error() {
+    fn go_idle_is_an_event_and_mode_is_ignored_without_error() {
         let (mut h, p) = (Handshaker::new(), peer());
-        h.handle_message(p, SignalMessage::GoIdle);
         h.handle_message(p, SignalMessage::Mode { direct: Some(true) });
-        assert_eq!((h.poll_event(), h.poll_transmit(), h.ignored()), (None, None, 2));
+        h.handle_message(p, SignalMessage::GoIdle);
+        assert_eq!(h.poll_event(), Some(HandshakeEvent::GoIdle { peer: p }));
+        assert_eq!((h.poll_event(), h.poll_transmit(), h.ignored()), (None, None, 1));
+        h.go_idle(p);
+        assert_eq!(h.poll_transmit(), Some((p, SignalMessage::GoIdle)));
     }
 
     #[test]

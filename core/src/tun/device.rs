@@ -168,20 +168,32 @@ fn writev2(fd: RawFd, header: &[u8], packet: &[u8]) -> io::Result<usize> {
 /// A `socketpair(AF_UNIX, SOCK_SEQPACKET)`: both ends carry whole packets, like a tun fd. One end
 /// goes to the engine, the other plays the operating system in tests and the demo.
 pub fn packet_socketpair() -> io::Result<(RawFd, RawFd)> {
+    // Apple's socketpair takes no SOCK_CLOEXEC: the flag is set on each end afterwards.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let kind = libc::SOCK_SEQPACKET;
     let mut fds = [0 as RawFd; 2];
     // SAFETY: fds has room for the two descriptors socketpair writes.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((fds[0], fds[1]))
+    let [a, b] = fds;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    for fd in [a, b] {
+        // SAFETY: fd is one of the two just opened; FD_CLOEXEC only changes its flags.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: both fds are ours and not yet handed out.
+            unsafe {
+                libc::close(a);
+                libc::close(b);
+            }
+            return Err(e);
+        }
+    }
+    Ok((a, b))
 }
 
 #[cfg(test)]

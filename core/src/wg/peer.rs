@@ -56,6 +56,9 @@ pub(crate) struct Peer {
     /// goes out when a path is activated.
     /// One buffer, reused: nothing is allocated per packet once it has grown.
     pub held: Mutex<Vec<u8>>,
+    /// No data moved for a while (the timer task sets it): the first packet that moves clears
+    /// it and tells the control plane and the timer task, which sleep meanwhile.
+    pub quiet: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -87,6 +90,7 @@ impl Peer {
             paths: Mutex::new(Paths::default()),
             reported_handshake: Mutex::new(None),
             held: Mutex::new(Vec::new()),
+            quiet: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -258,6 +262,7 @@ mod tests {
             preshared_key: None,
             endpoint: None,
             persistent_keepalive: None,
+            always_on: false,
         };
         let own = PrivateKey::generate();
         let limiter = Arc::new(RateLimiter::new(&own.public_key().to_x25519(), 10));

@@ -1,23 +1,27 @@
 import Foundation
 import Network
 import NetworkExtension
+import os
 
 /// The peerlink engine inside a `NEPacketTunnelProvider`: applies the tunnel's network settings
 /// from the engine's configuration, finds the utun fd, starts the engine on it, follows the
-/// device's network with `NWPathMonitor`, and delivers the engine's events as an `AsyncStream`.
-/// One per tunnel start; `stop()` ends it.
+/// device's network with `NWPathMonitor`, and delivers the engine's events with the tunnel's
+/// state as an `AsyncStream` of `TunnelUpdate`s. One per tunnel start; `stop()` ends it.
 ///
-/// With a signal server configured, `events` also carries `.signalStateChanged`,
-/// `.relayStateChanged` and `.iceStateChanged(peer:state:)`; `engine.status()` has the current
-/// `signal` and `relay` state (nil when not configured). `.pathSwitched(peer:from:to:reason:)`
-/// says why a peer's traffic moved to another path; `engine.status()` has each path's `health`,
-/// `usable`, `lastProofMsAgo` and `rttMs`, and each peer's recent `switches`.
+/// The state (`TunnelState`, each `PeerState`) and which path changes the engine hears about are
+/// decided in Rust by `TunnelModel`, the same model Android's `PeerlinkSession` pumps. An actor:
+/// its only mutable state (the pump task, the provider) is isolated; `engine`, `model` and
+/// `updates` are thread-safe and readable from anywhere.
+///
+/// With a signal server configured, updates also carry `.signalStateChanged`,
+/// `.relayStateChanged` and `.iceStateChanged(peer:state:)` events; `engine.status()` has each
+/// path's `health`, `usable`, `lastProofMsAgo` and `rttMs`, and each peer's recent `switches`.
 ///
 /// With a management server configured (`EngineConfig.management`), the address, routes and
 /// MTU come from there: on each `.interfaceChanged` the tunnel re-applies its network settings
 /// (the utun and its fd stay, so the engine keeps its peers and paths); the app writes nothing
 /// for it. `.managementStateChanged(state:)` and `engine.status().management` say how it goes.
-public final class PeerlinkTunnel: @unchecked Sendable {
+public actor PeerlinkTunnel {
     public enum Failure: Error {
         /// The provider was released before the tunnel started.
         case providerGone
@@ -26,74 +30,88 @@ public final class PeerlinkTunnel: @unchecked Sendable {
     }
 
     /// The engine itself, for `status()` and anything this class does not wrap.
-    public let engine: Engine
-    /// Every engine event, in order; finishes after `stop()`.
-    public let events: AsyncStream<Event>
+    public nonisolated let engine: Engine
+    /// The tunnel's state model: `state()`, `peers()`, `eventsLost()` at any time.
+    public nonisolated let model: TunnelModel
+    /// Every engine event with the state after it, in order; finishes after `stop()`. A reader
+    /// that falls more than `bufferedUpdates` behind loses the oldest; each loss is counted in
+    /// the next update's `eventsLost` (and `model.eventsLost()`), never silently.
+    public nonisolated let updates: AsyncStream<TunnelUpdate>
+
+    /// Updates are state changes, not packets: this many cover a burst of a large peer list.
+    public static let bufferedUpdates = 256
+    /// `NWPathMonitor` reports one path: it is the model's one network.
+    private static let pathNetwork: UInt64 = 0
+    private static let log = Logger(subsystem: "io.peerlink", category: "tunnel")
 
     private weak var provider: NEPacketTunnelProvider?
-    private let continuation: AsyncStream<Event>.Continuation
+    private let continuation: AsyncStream<TunnelUpdate>.Continuation
     private let monitor = NWPathMonitor()
     private let monitorQueue = DispatchQueue(label: "io.peerlink.path-monitor")
     private var pump: Task<Void, Never>?
-    /// The last path the engine heard about; touched only on `monitorQueue`.
-    private var lastPath: PathKey?
 
     /// Throws `PeerlinkError.Config(field:detail:)` if the configuration is refused.
     public init(provider: NEPacketTunnelProvider, config: EngineConfig) throws {
         self.provider = provider
         // Apple needs no socket protection: the extension's own traffic bypasses its tunnel.
-        engine = try Engine(config: config, platform: nil)
-        // Events are state changes, not packets: the newest 256 are plenty for a slow reader.
-        let (stream, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(256))
-        self.events = stream
+        let engine = try Engine(config: config, platform: nil)
+        self.engine = engine
+        model = TunnelModel(engine: engine)
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: TunnelUpdate.self, bufferingPolicy: .bufferingNewest(Self.bufferedUpdates))
+        updates = stream
         self.continuation = continuation
     }
 
     /// Applies the network settings, then starts the engine on the extension's utun.
     public func start() async throws {
         guard let provider else { throw Failure.providerGone }
-        let settings = try Self.networkSettings(engine.interfaceSettings())
+        let settings = try Self.networkSettings(model.interfaceSettings())
         try await provider.setTunnelNetworkSettings(settings)
-        guard let fd = findUtunFd() else { throw Failure.noUtunFd }
+        guard let fd = findUtunFd() else {
+            Self.log.error("no utun descriptor after applying the network settings")
+            throw Failure.noUtunFd
+        }
         // The utun belongs to the extension (the engine borrows it on Apple platforms).
-        try engine.start(tunFd: fd)
-        startEventPump()
+        try model.start(tunFd: fd)
+        Self.log.info("engine started on utun fd \(fd, privacy: .public)")
+        startPump()
         startPathMonitor()
     }
 
     /// Replaces the peers; re-applies the network settings if their routes changed. The utun
     /// and its fd stay the same when settings are re-applied, so the engine keeps running.
     public func updatePeers(_ peers: [PeerConfig]) async throws {
-        let before = try engine.interfaceSettings()
-        try engine.updatePeers(peers: peers)
-        let after = try engine.interfaceSettings()
-        guard after != before, let provider else { return }
-        try await provider.setTunnelNetworkSettings(Self.networkSettings(after))
+        guard try model.updatePeers(peers: peers), let provider else { return }
+        try await provider.setTunnelNetworkSettings(Self.networkSettings(model.interfaceSettings()))
     }
 
     /// Stops following the network, stops the engine (bounded: a few seconds at worst) and
-    /// finishes `events` once the engine's last event is delivered.
+    /// finishes `updates` once the engine's last event is delivered.
     public func stop() async {
         monitor.cancel()
         do {
-            try await engine.stop()
+            try await model.stop()
         } catch {
-            NSLog("peerlink: stop failed: \(error)")
+            Self.log.error("stop failed: \(String(describing: error), privacy: .public)")
         }
         await pump?.value
+        pump = nil
         continuation.finish()
     }
 
-    private func startEventPump() {
-        let engine = self.engine
+    private func startPump() {
+        let model = self.model
         let continuation = self.continuation
         pump = Task.detached { [weak self] in
             // nil once the engine has stopped and every event before that was read.
-            while let event = await engine.nextEvent() {
-                if case .interfaceChanged = event {
+            while let update = await model.nextUpdate() {
+                if case .interfaceChanged = update.event {
                     await self?.applyManagedSettings()
                 }
-                continuation.yield(event)
+                if case .dropped = continuation.yield(update) {
+                    model.eventsDropped(count: 1)
+                }
             }
         }
     }
@@ -102,36 +120,28 @@ public final class PeerlinkTunnel: @unchecked Sendable {
     private func applyManagedSettings() async {
         guard let provider else { return }
         do {
-            let settings = try Self.networkSettings(engine.interfaceSettings())
+            let settings = try Self.networkSettings(model.interfaceSettings())
             try await provider.setTunnelNetworkSettings(settings)
         } catch {
-            NSLog("peerlink: applying management's interface settings failed: \(error)")
+            Self.log.error(
+                "applying management's interface settings failed: \(String(describing: error), privacy: .public)")
         }
     }
 
-    /// Tells the engine when the path's status or interfaces change (Wi-Fi to cellular, say):
-    /// online, it reconnects signal and relay and restarts ICE, so flag-only updates (expensive,
-    /// constrained) are not passed on.
+    /// The model tells the engine when the path's status or interfaces change (Wi-Fi to
+    /// cellular, say); flag-only updates (expensive, constrained) are not news. The handler
+    /// holds only the model, which is thread-safe: nothing here is shared unsynchronised.
     private func startPathMonitor() {
-        let engine = self.engine
-        monitor.pathUpdateHandler = { [weak self] path in
-            guard let self else { return }
-            let key = PathKey(path)
-            guard key != self.lastPath else { return }
-            self.lastPath = key
-            engine.networkChanged(online: key.satisfied)
+        let model = self.model
+        monitor.pathUpdateHandler = { path in
+            if path.status == .satisfied {
+                model.networkAvailable(
+                    network: Self.pathNetwork, addresses: path.availableInterfaces.map(\.name))
+            } else {
+                model.networkLost(network: Self.pathNetwork)
+            }
         }
         monitor.start(queue: monitorQueue)
-    }
-
-    private struct PathKey: Equatable {
-        let satisfied: Bool
-        let interfaces: [String]
-
-        init(_ path: NWPath) {
-            satisfied = path.status == .satisfied
-            interfaces = path.availableInterfaces.map(\.name)
-        }
     }
 
     /// The extension's interface from the engine's settings: addresses, routes, MTU, DNS.

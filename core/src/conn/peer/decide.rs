@@ -134,7 +134,7 @@ impl Conn {
             .ice
             .as_ref()
             .is_some_and(|s| s.local == self.local && s.remote == remote);
-        if same || !self.online {
+        if same || !self.online || self.lazy.is_idle() {
             return;
         }
         let id = self.ids.next();
@@ -163,7 +163,7 @@ impl Conn {
     /// Opens the relay path once the peer advertised a relay (before that it has no relay
     /// session to us, and whatever we sent there would be lost).
     pub(super) fn maybe_open_relay(&mut self, now: Instant) {
-        if !self.config.relay || self.relay != RelaySlot::Idle || !self.online {
+        if !self.config.relay || self.relay != RelaySlot::Idle || !self.online || self.lazy.is_idle() {
             return;
         }
         if self.remote_relay.is_none() || self.relay_retry.is_some_and(|t| now < t) {
@@ -323,5 +323,45 @@ impl Conn {
         if (relay, ice) != (&local.relay_server_address, &local.ice) && self.online {
             self.send_offer();
         }
+    }
+}
+
+impl Conn {
+    /// Closes the connection for inactivity (lazy connections): the ICE agent and the relay
+    /// path go, no offers until it wakes; a direct endpoint stays (it costs nothing while
+    /// nothing is sent). `announce`: tell the peer with `GO_IDLE`.
+    pub(super) fn close_for_idle(&mut self, now: Instant, reason: lazy::ActivityReason, announce: bool) {
+        tracing::info!(peer = %self.config.peer, %reason, "connection idle");
+        self.end_ice(now, SwitchReason::Idle);
+        if let RelaySlot::Open(id) | RelaySlot::Opening(id) = self.relay {
+            self.relay = RelaySlot::Idle;
+            self.remove_path(now, id, SwitchReason::Idle);
+            self.actions.push_back(Action::CloseRelay { id });
+        }
+        self.relay_retry = None;
+        self.relay_failures = 0;
+        // The peer's next offer brings fresh credentials; its old ones start nothing.
+        self.remote_ice = None;
+        self.pending_candidates.clear();
+        self.guard.pause();
+        self.waiting = false;
+        if announce {
+            self.actions.push_back(Action::SendGoIdle);
+        }
+        self.actions.push_back(Action::Idle(true, reason));
+    }
+
+    /// Something needs the peer. An idle connection opens: the relay path at once when the
+    /// peer's relay is known, and (`offer`) an offer now rather than waiting for the peer's.
+    pub(super) fn wake(&mut self, now: Instant, reason: lazy::ActivityReason, offer: bool) {
+        if !self.lazy.wake(now, reason) {
+            return;
+        }
+        tracing::info!(peer = %self.config.peer, %reason, "connection woken");
+        self.actions.push_back(Action::Idle(false, reason));
+        if offer {
+            self.guard.offer_now(now);
+        }
+        self.maybe_open_relay(now);
     }
 }

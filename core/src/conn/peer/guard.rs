@@ -102,11 +102,19 @@ impl OfferGuard {
         self.due = Some(self.due.map_or(soon, |d| d.min(soon)));
     }
 
-    /// The network changed: offer at once, and retry from 800 ms after that.
-    pub fn on_network_change(&mut self, now: Instant) {
+    /// The network changed, or an idle peer woke: offer at once, and retry from 800 ms after
+    /// that.
+    pub fn offer_now(&mut self, now: Instant) {
         self.first_wait = AFTER_EVENT;
         self.attempt = 0;
         self.due = Some(now);
+    }
+
+    /// The peer went idle: nothing to offer until it wakes.
+    pub fn pause(&mut self) {
+        self.due = None;
+        self.attempt = 0;
+        self.ice_retries = 0;
     }
 
     fn backoff(&mut self, rng: &mut impl Rng) -> Duration {
@@ -209,7 +217,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(4);
         let mut g = OfferGuard::new(t(0.0), &mut rng);
         g.on_connected();
-        g.on_network_change(t(50.0));
+        g.offer_now(t(50.0));
         assert!(g.poll_offer(t(50.0), DOWN, &mut rng));
         let next = g.poll_timeout().unwrap() - t(50.0);
         assert!(

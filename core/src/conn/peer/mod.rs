@@ -7,6 +7,7 @@
 
 mod decide;
 pub mod guard;
+pub mod lazy;
 mod paths;
 mod status;
 pub mod watcher;
@@ -15,6 +16,8 @@ pub mod watcher;
 mod sim;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lazy;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +29,7 @@ use rand::rngs::StdRng;
 pub use status::{ConnStatus, PathHealthStatus, Switch, SwitchReason};
 
 use self::guard::OfferGuard;
+use self::lazy::{ActivityReason, Lazy};
 use self::paths::{PathEntry, Paths};
 use self::watcher::Watch;
 use super::plane::PeerObservations;
@@ -90,6 +94,9 @@ pub struct ConnConfig {
     pub wg_listen_port: u16,
     /// The version string our offers carry.
     pub version: String,
+    /// Close the connection after this long without data (lazy connections); `None`: never
+    /// (lazy mode off, or the peer is always-on).
+    pub lazy: Option<Duration>,
 }
 
 /// What the connection wants done, in order.
@@ -125,6 +132,10 @@ pub enum Action {
     SendHandshake(PathId),
     /// The active path changed: for events, logs and status.
     Switched(Switch),
+    /// Tell the peer through signal that we closed the connection for inactivity.
+    SendGoIdle,
+    /// The connection went idle (`true`) or woke: for events, logs and status.
+    Idle(bool, ActivityReason),
 }
 
 /// One ICE session to start.
@@ -192,6 +203,7 @@ pub struct Conn {
     waiting: bool,
     actions: VecDeque<Action>,
     history: VecDeque<Switch>,
+    lazy: Lazy,
 }
 
 impl Conn {
@@ -202,6 +214,7 @@ impl Conn {
         let guard = OfferGuard::new(now, &mut rng);
         let local = IceCredentials::generate_with(&mut rng);
         let session_id = SessionId::generate(&mut rng);
+        let lazy = Lazy::new(config.lazy, now);
         Self {
             config,
             controlling,
@@ -230,6 +243,7 @@ impl Conn {
             waiting: false,
             actions: VecDeque::new(),
             history: VecDeque::new(),
+            lazy,
         }
     }
 
@@ -246,10 +260,11 @@ impl Conn {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        if self.online {
+        if self.online && !self.lazy.is_idle() {
             earliest(self.guard.poll_timeout());
             earliest(self.relay_retry);
         }
+        earliest(self.lazy.poll_timeout());
         for p in self.paths.iter() {
             earliest(
                 p.watcher
@@ -260,13 +275,11 @@ impl Conn {
         next
     }
 
-    /// Whether the active path sent something within WireGuard's keepalive timeout: the shell
-    /// then observes often, otherwise rarely.
+    /// Whether data moved (keepalives aside) within WireGuard's keepalive timeout: the shell
+    /// then observes often, otherwise rarely (the data plane reports the first packet after a
+    /// quiet spell).
     pub fn is_busy(&self, now: Instant) -> bool {
-        self.active
-            .and_then(|id| self.paths.get(id))
-            .and_then(|p| p.observed.last_tx)
-            .is_some_and(|t| now.saturating_duration_since(t) < IN_USE)
+        self.lazy.busy(now, IN_USE)
     }
 
     /// Our offer or answer as it stands.
@@ -284,6 +297,9 @@ impl Conn {
     /// An offer (`is_offer`) or answer from the peer.
     pub fn handle_remote_description(&mut self, now: Instant, desc: OfferAnswer, is_offer: bool) {
         self.heard_from = true;
+        self.lazy.remote_version(&desc.version);
+        // The peer wants the connection: an idle one opens (NetBird: any message but GO_IDLE).
+        self.wake(now, ActivityReason::Signal, false);
         if let Some(relay) = desc.relay_server_address {
             if self.remote_relay.as_ref() != Some(&relay) {
                 let moved = self.remote_relay.is_some();
@@ -312,7 +328,8 @@ impl Conn {
         self.maybe_open_relay(now);
     }
 
-    pub fn handle_remote_candidate(&mut self, candidate: String) {
+    pub fn handle_remote_candidate(&mut self, now: Instant, candidate: String) {
+        self.wake(now, ActivityReason::Signal, true);
         match &self.ice {
             Some(session) => self.actions.push_back(Action::AddRemoteCandidate {
                 session: session.id,
@@ -423,7 +440,7 @@ impl Conn {
 
     pub fn handle_signal_connected(&mut self, now: Instant) {
         // Offers sent while the server was away were lost.
-        if !self.ice_carries_traffic() {
+        if !self.ice_carries_traffic() && !self.lazy.is_idle() {
             self.guard.on_event(now);
         }
     }
@@ -432,16 +449,20 @@ impl Conn {
     /// candidates belong to the old network) while the relay carries traffic.
     pub fn handle_network(&mut self, now: Instant, online: bool) {
         self.online = online;
-        if !online {
+        if !online || self.lazy.is_idle() {
             return;
         }
         self.end_ice(now, SwitchReason::NetworkChanged);
-        self.guard.on_network_change(now);
+        self.guard.offer_now(now);
     }
 
     /// The data plane's newest observations of this peer.
     pub fn handle_observations(&mut self, now: Instant, obs: &PeerObservations) {
         self.handshake = Some((now, obs.since_handshake));
+        if let Some(moved) = self.lazy.packets(now, obs.tx_packets, obs.rx_packets) {
+            // Data needs the peer: an idle connection opens, and offers at once.
+            self.wake(now, moved, true);
+        }
         if obs.no_path_drops > self.no_path_drops {
             self.no_path_drops = obs.no_path_drops;
             self.waiting = obs.since_handshake.is_none();
@@ -513,11 +534,36 @@ impl Conn {
         if self.ice_carries_traffic() {
             self.guard.on_connected();
         }
+        if self
+            .active
+            .is_some_and(|id| self.paths.get(id).is_some_and(|p| p.proven))
+        {
+            self.lazy.connected();
+        }
+    }
+
+    /// The peer sent `GO_IDLE`: it closed its side, so we close ours (without answering).
+    pub fn handle_remote_go_idle(&mut self, now: Instant) {
+        if self.lazy.go_idle(ActivityReason::RemoteIdle) {
+            self.close_for_idle(now, ActivityReason::RemoteIdle, false);
+        }
+    }
+
+    /// The relay brought a packet from the peer while we had no relay path to it: it wants the
+    /// connection.
+    pub fn handle_relay_traffic(&mut self, now: Instant) {
+        self.wake(now, ActivityReason::RelayTraffic, true);
     }
 
     /// Deadlines: the guard's offers, the relay's retry, probes that prove new paths.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.online {
+        if self.lazy.inactive(now) {
+            let reason = self.lazy.inactive_reason();
+            if self.lazy.go_idle(reason) {
+                self.close_for_idle(now, reason, true);
+            }
+        }
+        if !self.online || self.lazy.is_idle() {
             return;
         }
         if self.relay_retry.is_some_and(|t| now >= t) {
@@ -555,6 +601,15 @@ impl Conn {
         }
         self.paths = Paths::default();
         self.active = None;
+    }
+
+    /// The app changed whether the peer may go idle (`None`: always-on). An idle peer that may
+    /// no longer be idle wakes.
+    pub fn set_lazy(&mut self, now: Instant, threshold: Option<Duration>) {
+        if self.lazy.set_threshold(threshold) && self.lazy.is_idle() {
+            // Outbound: it is wanted open, so it offers.
+            self.wake(now, ActivityReason::Outbound, true);
+        }
     }
 
     pub fn status(&self, now: Instant) -> ConnStatus {

@@ -147,6 +147,9 @@ impl World {
                     self.ice_pending = Some((start.id, self.now + ICE_CONNECT));
                 }
                 Action::AddRemoteCandidate { .. } | Action::ReconnectRelay => {}
+                Action::SendGoIdle | Action::Idle(..) => {
+                    panic!("lazy connections are off in this simulation\n{}", self.trace())
+                }
                 Action::CloseIce => self.ice_pending = None,
                 Action::OpenRelay { id, .. } => {
                     assert!(self.online, "relay opened while offline\n{}", self.trace());
@@ -273,6 +276,8 @@ impl World {
                 .collect(),
             since_handshake: self.last_handshake.map(|t| self.now.saturating_duration_since(t)),
             no_path_drops: 0,
+            tx_packets: 0,
+            rx_packets: 0,
         }
     }
 
@@ -487,6 +492,7 @@ pub(super) fn config_with_role(controlling: bool, rng: &mut StdRng) -> ConnConfi
         relay: true,
         wg_listen_port: 51820,
         version: "test".into(),
+        lazy: None,
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::lazy::{Activity, ActivityReason};
 use super::watcher::{Health, StaleReason};
 use super::Conn;
 use crate::clock::Instant;
@@ -15,6 +16,9 @@ pub struct ConnStatus {
     pub paths: Vec<PathHealthStatus>,
     /// The newest switches last.
     pub switches: Vec<Switch>,
+    /// Open, idle (lazy connections) or waking, and why it last changed.
+    pub activity: Activity,
+    pub activity_reason: Option<ActivityReason>,
 }
 
 /// One path's health.
@@ -53,6 +57,8 @@ pub enum SwitchReason {
     RemoteRestarted,
     /// The platform reported a network change.
     NetworkChanged,
+    /// The connection was closed for inactivity (lazy connections).
+    Idle,
 }
 
 impl fmt::Display for SwitchReason {
@@ -64,6 +70,7 @@ impl fmt::Display for SwitchReason {
             SwitchReason::Lost(what) => f.write_str(what),
             SwitchReason::RemoteRestarted => f.write_str("peer restarted its session"),
             SwitchReason::NetworkChanged => f.write_str("network changed"),
+            SwitchReason::Idle => f.write_str("connection idle"),
         }
     }
 }
@@ -101,5 +108,7 @@ pub(super) fn build(conn: &Conn, now: Instant) -> ConnStatus {
             })
             .collect(),
         switches: conn.history.iter().cloned().collect(),
+        activity: conn.lazy.state(),
+        activity_reason: conn.lazy.reason(),
     }
 }

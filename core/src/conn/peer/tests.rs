@@ -10,19 +10,19 @@ use super::*;
 use crate::conn::plane::PathObservation;
 use crate::path::PathObservations;
 
-const RELAY_URL: &str = "rels://relay.test/";
+pub(super) const RELAY_URL: &str = "rels://relay.test/";
 
-fn t(ms: u64) -> Instant {
+pub(super) fn t(ms: u64) -> Instant {
     Instant::from_epoch(Duration::from_millis(ms))
 }
 
-fn conn(controlling: bool) -> Conn {
+pub(super) fn conn(controlling: bool) -> Conn {
     let mut rng = StdRng::seed_from_u64(u64::from(controlling));
     let config = super::sim::config_with_role(controlling, &mut rng);
     Conn::new(config, t(0), StdRng::seed_from_u64(9), PathIds::default())
 }
 
-fn remote(ufrag: &str, relay: bool) -> OfferAnswer {
+pub(super) fn remote(ufrag: &str, relay: bool) -> OfferAnswer {
     OfferAnswer {
         ice: Some(IceCredentials::new(ufrag, "abcdefghijklmnopqrstuvwxyzabcdef")),
         wg_listen_port: 51820,
@@ -33,12 +33,12 @@ fn remote(ufrag: &str, relay: bool) -> OfferAnswer {
     }
 }
 
-fn drain(c: &mut Conn) -> Vec<Action> {
+pub(super) fn drain(c: &mut Conn) -> Vec<Action> {
     std::iter::from_fn(|| c.poll_action()).collect()
 }
 
 /// The relay path `actions` opened.
-fn opened_relay(actions: &[Action]) -> Option<PathId> {
+pub(super) fn opened_relay(actions: &[Action]) -> Option<PathId> {
     actions.iter().find_map(|a| match a {
         Action::OpenRelay { id, .. } => Some(*id),
         _ => None,
@@ -46,7 +46,7 @@ fn opened_relay(actions: &[Action]) -> Option<PathId> {
 }
 
 /// The ICE session `actions` started.
-fn started_ice(actions: &[Action]) -> Option<PathId> {
+pub(super) fn started_ice(actions: &[Action]) -> Option<PathId> {
     actions.iter().find_map(|a| match a {
         Action::StartIce(s) => Some(s.id),
         _ => None,
@@ -54,7 +54,7 @@ fn started_ice(actions: &[Action]) -> Option<PathId> {
 }
 
 /// Observations in which every given path answered at `at`.
-fn answered(paths: &[(PathId, PathKind)], at: Instant, handshake: bool) -> PeerObservations {
+pub(super) fn answered(paths: &[(PathId, PathKind)], at: Instant, handshake: bool) -> PeerObservations {
     PeerObservations {
         paths: paths
             .iter()
@@ -71,11 +71,13 @@ fn answered(paths: &[(PathId, PathKind)], at: Instant, handshake: bool) -> PeerO
             .collect(),
         since_handshake: handshake.then_some(Duration::ZERO),
         no_path_drops: 0,
+        tx_packets: 0,
+        rx_packets: 0,
     }
 }
 
 /// A connection with the relay open and active, ICE connected and carrying traffic.
-fn connected(controlling: bool) -> (Conn, PathId, PathId) {
+pub(super) fn connected(controlling: bool) -> (Conn, PathId, PathId) {
     let mut c = conn(controlling);
     c.handle_home_relay(t(0), Some(RELAY_URL.into()));
     c.handle_remote_description(t(10), remote("ufragone", true), true);
@@ -122,7 +124,7 @@ fn candidates_after_a_remote_restart_go_to_the_new_session() {
     let (mut c, _, ice) = connected(true);
     c.handle_remote_description(t(1000), remote("ufragtwo", true), true);
     let new = started_ice(&drain(&mut c)).expect("new session");
-    c.handle_remote_candidate("candidate for the new session".into());
+    c.handle_remote_candidate(t(1000), "candidate for the new session".into());
     let actions = drain(&mut c);
     assert_eq!(
         actions,

@@ -34,7 +34,7 @@ impl SendBatch {
             count: 0,
             sealed: false,
             to: None,
-            offload: true,
+            offload: gso::OFFLOAD,
         }
     }
 

@@ -1,6 +1,8 @@
 //! UDP segmentation and receive offload on the engine's own socket (Linux): one syscall carries
 //! a run of equal-sized WireGuard datagrams to one endpoint, or brings back a run the kernel
 //! coalesced from one sender. Per-packet syscalls were the data plane's ceiling (DESIGN 12).
+//! Elsewhere (Apple) there is neither: [`OFFLOAD`] is false, receives bring one datagram and
+//! the send batch goes out one datagram at a time, chosen at compile time.
 
 use std::io;
 use std::mem::size_of;
@@ -9,9 +11,14 @@ use std::os::fd::RawFd;
 
 use socket2::SockAddr;
 
+/// UDP GSO and GRO are Linux's (Android's kernel is Linux); other systems have neither.
+pub(super) const OFFLOAD: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
 /// linux/udp.h: per-send segment size (a u16 cmsg) and per-socket receive coalescing; libc
 /// does not export them.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const UDP_SEGMENT: libc::c_int = 103;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const UDP_GRO: libc::c_int = 104;
 
 /// The kernel's UDP_MAX_SEGMENTS (64 until Linux 6.9, 128 since): a send with more segments
@@ -41,6 +48,7 @@ pub(super) struct Received {
 }
 
 /// Asks the kernel to coalesce received datagrams of one flow (UDP_GRO).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(super) fn enable_gro(fd: RawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: `on` lives across the call and the length passed is its size.
@@ -57,6 +65,12 @@ pub(super) fn enable_gro(fd: RawFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// No receive offload outside Linux.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn enable_gro(_fd: RawFd) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Reads one (possibly coalesced) datagram into `buf` without waiting.
@@ -105,6 +119,7 @@ pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
 ///
 /// # Safety
 /// `msg` must come from a successful recvmsg whose control buffer is still alive.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 unsafe fn gro_segment(msg: &libc::msghdr) -> Option<usize> {
     // SAFETY: the CMSG_* walk stays within msg_control..msg_controllen, as the kernel filled
     // it; each header is checked to hold an int before its data is read (unaligned read).
@@ -125,8 +140,18 @@ unsafe fn gro_segment(msg: &libc::msghdr) -> Option<usize> {
     None
 }
 
+/// Outside Linux the kernel never coalesces.
+///
+/// # Safety
+/// None needed; unsafe only to match the Linux signature.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+unsafe fn gro_segment(_msg: &libc::msghdr) -> Option<usize> {
+    None
+}
+
 /// Sends `datagrams` to `to` as segments of `segment` bytes (the last may be shorter) in one
 /// sendmsg with UDP_SEGMENT, without waiting. The kernel sends all or none.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(super) fn send_segments(fd: RawFd, datagrams: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
     let segment = u16::try_from(segment).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let addr = SockAddr::from(to);
@@ -163,13 +188,25 @@ pub(super) fn send_segments(fd: RawFd, datagrams: &[u8], segment: usize, to: Soc
     Ok(())
 }
 
+/// No segmentation offload outside Linux: the batch never asks (its offload starts off).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn send_segments(
+    _fd: RawFd,
+    _datagrams: &[u8],
+    _segment: usize,
+    _to: SocketAddr,
+) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// Whether a failed segmented send means the kernel or device cannot segment (remember it and
 /// send one datagram at a time from then on).
 pub(super) fn offload_unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
-    )
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+        )
 }
 
 #[cfg(test)]

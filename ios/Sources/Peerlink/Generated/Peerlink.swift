@@ -640,6 +640,7 @@ public protocol EngineProtocol: AnyObject, Sendable {
     /**
      * The next event, waiting for it. `None` once the engine has stopped and every event
      * before that was read (or before the first `start`). Cancelling the wait loses nothing.
+     * Events that found the queue full are reported first, as one `EventsLost`.
      */
     func nextEvent() async  -> Event?
     
@@ -782,6 +783,7 @@ open func networkChanged(online: Bool)  {try! rustCall() {
     /**
      * The next event, waiting for it. `None` once the engine has stopped and every event
      * before that was read (or before the first `start`). Cancelling the wait loses nothing.
+     * Events that found the queue full are reported first, as one `EventsLost`.
      */
 open func nextEvent()async  -> Event?  {
     return
@@ -1163,6 +1165,403 @@ public func FfiConverterTypePlatform_lower(_ value: Platform) -> UInt64 {
 
 
 
+
+
+/**
+ * The engine as an app drives and shows it. Call its `start`, `set_tun`, `update_peers` and
+ * `stop` instead of the engine's, pump `next_update` in one loop (not `Engine.next_event`:
+ * the two would split the events), and pass the platform's network callbacks to
+ * `network_available`/`network_lost`.
+ */
+public protocol TunnelModelProtocol: AnyObject, Sendable {
+    
+    func engine()  -> Engine
+    
+    /**
+     * The platform dropped `count` events it had from `next_update` before its consumer read
+     * them (a bounded buffer, e.g. Swift's `AsyncStream`): counted in `events_lost`.
+     */
+    func eventsDropped(count: UInt64) 
+    
+    /**
+     * See [`TunnelUpdate::events_lost`].
+     */
+    func eventsLost()  -> UInt64
+    
+    /**
+     * What the platform's interface needs now (addresses, routes, MTU, DNS).
+     */
+    func interfaceSettings() throws  -> InterfaceSettings
+    
+    /**
+     * A non-VPN network with internet is up (Android `onAvailable` without addresses,
+     * `onLinkPropertiesChanged` with them; Apple: a satisfied path as network 0 with its
+     * interfaces' names). The engine hears of it only if the network is new or its addresses
+     * changed.
+     */
+    func networkAvailable(network: UInt64, addresses: [String]?) 
+    
+    /**
+     * A network went away (Android `onLost`; Apple: an unsatisfied path). The engine hears of
+     * it only if it was known, and is offline when none is left.
+     */
+    func networkLost(network: UInt64) 
+    
+    /**
+     * The networks known to be up, oldest first (Android: for `setUnderlyingNetworks`).
+     */
+    func networks()  -> [UInt64]
+    
+    /**
+     * The engine's next event and the state after it; `None` once the engine has stopped and
+     * every event was delivered (the state is then `Stopped`, or still `Failed`). One loop
+     * per model pumps this; cancelling the wait loses nothing.
+     */
+    func nextUpdate() async  -> TunnelUpdate?
+    
+    /**
+     * The peers, in configuration order.
+     */
+    func peers()  -> [PeerState]
+    
+    /**
+     * `Engine.set_tun`; a refused fd leaves the state `Failed` (the engine keeps the old one).
+     */
+    func setTun(tunFd: Int32) async throws 
+    
+    /**
+     * `Engine.start`, with the state going to `Starting`, then `Running` when the pump
+     * delivers `Started`, or `Failed` with the error (which is returned too).
+     */
+    func start(tunFd: Int32) throws 
+    
+    func state()  -> TunnelState
+    
+    /**
+     * `Engine.stop`: the state goes to `Stopping` (a failure stays), then `Stopped` when the
+     * pump delivers the engine's last event.
+     */
+    func stop() async throws 
+    
+    /**
+     * `Engine.update_peers`; true if the routes changed: the platform must then rebuild its
+     * interface (Android: a new fd for `set_tun`; Apple: new network settings, same utun).
+     */
+    func updatePeers(peers: [PeerConfig]) throws  -> Bool
+    
+}
+/**
+ * The engine as an app drives and shows it. Call its `start`, `set_tun`, `update_peers` and
+ * `stop` instead of the engine's, pump `next_update` in one loop (not `Engine.next_event`:
+ * the two would split the events), and pass the platform's network callbacks to
+ * `network_available`/`network_lost`.
+ */
+open class TunnelModel: TunnelModelProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_peerlink_ffi_fn_clone_tunnelmodel(self.handle, $0) }
+    }
+public convenience init(engine: Engine) {
+    let handle =
+        try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_constructor_tunnelmodel_new(
+        FfiConverterTypeEngine_lower(engine),uniffiCallStatus
+    )
+}
+    self.init(unsafeFromHandle: handle)
+}
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_peerlink_ffi_fn_free_tunnelmodel(handle, $0) }
+    }
+
+    
+
+    
+open func engine() -> Engine  {
+    return try!  FfiConverterTypeEngine_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_engine(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The platform dropped `count` events it had from `next_update` before its consumer read
+     * them (a bounded buffer, e.g. Swift's `AsyncStream`): counted in `events_lost`.
+     */
+open func eventsDropped(count: UInt64)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_events_dropped(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(count),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * See [`TunnelUpdate::events_lost`].
+     */
+open func eventsLost() -> UInt64  {
+    return try!  FfiConverterUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_events_lost(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * What the platform's interface needs now (addresses, routes, MTU, DNS).
+     */
+open func interfaceSettings()throws  -> InterfaceSettings  {
+    return try  FfiConverterTypeInterfaceSettings_lift(try rustCallWithError(FfiConverterTypePeerlinkError_lift) {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_interface_settings(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A non-VPN network with internet is up (Android `onAvailable` without addresses,
+     * `onLinkPropertiesChanged` with them; Apple: a satisfied path as network 0 with its
+     * interfaces' names). The engine hears of it only if the network is new or its addresses
+     * changed.
+     */
+open func networkAvailable(network: UInt64, addresses: [String]?)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_network_available(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(network),
+        FfiConverterOptionSequenceString.lower(addresses),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * A network went away (Android `onLost`; Apple: an unsatisfied path). The engine hears of
+     * it only if it was known, and is offline when none is left.
+     */
+open func networkLost(network: UInt64)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_network_lost(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(network),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The networks known to be up, oldest first (Android: for `setUnderlyingNetworks`).
+     */
+open func networks() -> [UInt64]  {
+    return try!  FfiConverterSequenceUInt64.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_networks(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * The engine's next event and the state after it; `None` once the engine has stopped and
+     * every event was delivered (the state is then `Stopped`, or still `Failed`). One loop
+     * per model pumps this; cancelling the wait loses nothing.
+     */
+open func nextUpdate()async  -> TunnelUpdate?  {
+    return
+        try!  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_tunnelmodel_next_update(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_rust_buffer,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_rust_buffer,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionTypeTunnelUpdate.lift,
+            errorHandler: nil
+            
+        )
+}
+    
+    /**
+     * The peers, in configuration order.
+     */
+open func peers() -> [PeerState]  {
+    return try!  FfiConverterSequenceTypePeerState.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_peers(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `Engine.set_tun`; a refused fd leaves the state `Failed` (the engine keeps the old one).
+     */
+open func setTun(tunFd: Int32)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_tunnelmodel_set_tun(
+                        self.uniffiCloneHandle(),FfiConverterInt32.lower(tunFd)
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * `Engine.start`, with the state going to `Starting`, then `Running` when the pump
+     * delivers `Started`, or `Failed` with the error (which is returned too).
+     */
+open func start(tunFd: Int32)throws   {try rustCallWithError(FfiConverterTypePeerlinkError_lift) {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_start(
+            self.uniffiCloneHandle(),
+        FfiConverterInt32.lower(tunFd),uniffiCallStatus
+    )
+}
+}
+    
+open func state() -> TunnelState  {
+    return try!  FfiConverterTypeTunnelState_lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_state(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * `Engine.stop`: the state goes to `Stopping` (a failure stays), then `Stopped` when the
+     * pump delivers the engine's last event.
+     */
+open func stop()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_peerlink_ffi_fn_method_tunnelmodel_stop(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_peerlink_ffi_rust_future_poll_void,
+            completeFunc: ffi_peerlink_ffi_rust_future_complete_void,
+            freeFunc: ffi_peerlink_ffi_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypePeerlinkError_lift
+        )
+}
+    
+    /**
+     * `Engine.update_peers`; true if the routes changed: the platform must then rebuild its
+     * interface (Android: a new fd for `set_tun`; Apple: new network settings, same utun).
+     */
+open func updatePeers(peers: [PeerConfig])throws  -> Bool  {
+    return try  FfiConverterBool.lift(try rustCallWithError(FfiConverterTypePeerlinkError_lift) {
+        uniffiCallStatus in
+    uniffi_peerlink_ffi_fn_method_tunnelmodel_update_peers(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypePeerConfig.lower(peers),uniffiCallStatus
+    )
+})
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTunnelModel: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = TunnelModel
+
+    public static func lift(_ handle: UInt64) throws -> TunnelModel {
+        return TunnelModel(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: TunnelModel) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TunnelModel {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: TunnelModel, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTunnelModel_lift(_ handle: UInt64) throws -> TunnelModel {
+    return try FfiConverterTypeTunnelModel.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTunnelModel_lower(_ value: TunnelModel) -> UInt64 {
+    return FfiConverterTypeTunnelModel.lower(value)
+}
+
+
+
+
 /**
  * Everything the engine needs besides the tun fd and the platform callbacks.
  */
@@ -1213,6 +1612,13 @@ public struct EngineConfig: Equatable, Hashable {
      * NetBird's management server: the address, peers and servers come from there.
      */
     public var management: ManagementConfig?
+    /**
+     * Lazy connections: a peer's connection closes after `inactivity_threshold_secs` without
+     * data (default 900, at least 60) and opens again when a packet or the peer needs it.
+     * `true` keeps every connection open.
+     */
+    public var lazyDisabled: Bool
+    public var inactivityThresholdSecs: UInt64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1250,7 +1656,12 @@ public struct EngineConfig: Equatable, Hashable {
          */ice: IceConfig? = nil, 
         /**
          * NetBird's management server: the address, peers and servers come from there.
-         */management: ManagementConfig? = nil) {
+         */management: ManagementConfig? = nil, 
+        /**
+         * Lazy connections: a peer's connection closes after `inactivity_threshold_secs` without
+         * data (default 900, at least 60) and opens again when a packet or the peer needs it.
+         * `true` keeps every connection open.
+         */lazyDisabled: Bool = false, inactivityThresholdSecs: UInt64? = nil) {
         self.privateKey = privateKey
         self.addresses = addresses
         self.mtu = mtu
@@ -1263,6 +1674,8 @@ public struct EngineConfig: Equatable, Hashable {
         self.relay = relay
         self.ice = ice
         self.management = management
+        self.lazyDisabled = lazyDisabled
+        self.inactivityThresholdSecs = inactivityThresholdSecs
     }
 
     
@@ -1292,7 +1705,9 @@ public struct FfiConverterTypeEngineConfig: FfiConverterRustBuffer {
                 signal: FfiConverterOptionTypeSignalConfig.read(from: &buf), 
                 relay: FfiConverterOptionTypeRelayConfig.read(from: &buf), 
                 ice: FfiConverterOptionTypeIceConfig.read(from: &buf), 
-                management: FfiConverterOptionTypeManagementConfig.read(from: &buf)
+                management: FfiConverterOptionTypeManagementConfig.read(from: &buf), 
+                lazyDisabled: FfiConverterBool.read(from: &buf), 
+                inactivityThresholdSecs: FfiConverterOptionUInt64.read(from: &buf)
         )
     }
 
@@ -1309,6 +1724,8 @@ public struct FfiConverterTypeEngineConfig: FfiConverterRustBuffer {
         FfiConverterOptionTypeRelayConfig.write(value.relay, into: &buf)
         FfiConverterOptionTypeIceConfig.write(value.ice, into: &buf)
         FfiConverterOptionTypeManagementConfig.write(value.management, into: &buf)
+        FfiConverterBool.write(value.lazyDisabled, into: &buf)
+        FfiConverterOptionUInt64.write(value.inactivityThresholdSecs, into: &buf)
     }
 }
 
@@ -2341,6 +2758,10 @@ public struct PeerConfig: Equatable, Hashable {
      * Seconds between keepalives when idle; unset or 0 turns them off.
      */
     public var persistentKeepalive: UInt16?
+    /**
+     * Never closed for inactivity (a routing peer, say).
+     */
+    public var alwaysOn: Bool
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2359,12 +2780,16 @@ public struct PeerConfig: Equatable, Hashable {
          */endpoint: String? = nil, 
         /**
          * Seconds between keepalives when idle; unset or 0 turns them off.
-         */persistentKeepalive: UInt16? = nil) {
+         */persistentKeepalive: UInt16? = nil, 
+        /**
+         * Never closed for inactivity (a routing peer, say).
+         */alwaysOn: Bool = false) {
         self.publicKey = publicKey
         self.allowedIps = allowedIps
         self.presharedKey = presharedKey
         self.endpoint = endpoint
         self.persistentKeepalive = persistentKeepalive
+        self.alwaysOn = alwaysOn
     }
 
     
@@ -2387,7 +2812,8 @@ public struct FfiConverterTypePeerConfig: FfiConverterRustBuffer {
                 allowedIps: FfiConverterSequenceString.read(from: &buf), 
                 presharedKey: FfiConverterOptionString.read(from: &buf), 
                 endpoint: FfiConverterOptionString.read(from: &buf), 
-                persistentKeepalive: FfiConverterOptionUInt16.read(from: &buf)
+                persistentKeepalive: FfiConverterOptionUInt16.read(from: &buf), 
+                alwaysOn: FfiConverterBool.read(from: &buf)
         )
     }
 
@@ -2397,6 +2823,7 @@ public struct FfiConverterTypePeerConfig: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.presharedKey, into: &buf)
         FfiConverterOptionString.write(value.endpoint, into: &buf)
         FfiConverterOptionUInt16.write(value.persistentKeepalive, into: &buf)
+        FfiConverterBool.write(value.alwaysOn, into: &buf)
     }
 }
 
@@ -2513,6 +2940,111 @@ public func FfiConverterTypePeerCounters_lower(_ value: PeerCounters) -> RustBuf
 }
 
 
+/**
+ * One peer as a UI shows it.
+ */
+public struct PeerState: Equatable, Hashable {
+    public var publicKey: String
+    public var path: PathKind?
+    public var remote: String?
+    /**
+     * A handshake completed since the engine started (status gives the exact age).
+     */
+    public var handshakeCompleted: Bool
+    /**
+     * The peer's ICE agent, when ICE is configured and has started for this peer.
+     */
+    public var ice: IceState?
+    /**
+     * Why the peer's traffic last moved to another path, e.g. "no answer to 3 probes in
+     * 1.5 s"; `None` before any switch. Each path's health is in `status()`: it changes
+     * without events.
+     */
+    public var switchReason: String?
+    /**
+     * Open, idle or waking (lazy connections).
+     */
+    public var activity: PeerActivity
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(publicKey: String, path: PathKind?, remote: String?, 
+        /**
+         * A handshake completed since the engine started (status gives the exact age).
+         */handshakeCompleted: Bool, 
+        /**
+         * The peer's ICE agent, when ICE is configured and has started for this peer.
+         */ice: IceState?, 
+        /**
+         * Why the peer's traffic last moved to another path, e.g. "no answer to 3 probes in
+         * 1.5 s"; `None` before any switch. Each path's health is in `status()`: it changes
+         * without events.
+         */switchReason: String?, 
+        /**
+         * Open, idle or waking (lazy connections).
+         */activity: PeerActivity) {
+        self.publicKey = publicKey
+        self.path = path
+        self.remote = remote
+        self.handshakeCompleted = handshakeCompleted
+        self.ice = ice
+        self.switchReason = switchReason
+        self.activity = activity
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension PeerState: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePeerState: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PeerState {
+        return
+            try PeerState(
+                publicKey: FfiConverterString.read(from: &buf), 
+                path: FfiConverterOptionTypePathKind.read(from: &buf), 
+                remote: FfiConverterOptionString.read(from: &buf), 
+                handshakeCompleted: FfiConverterBool.read(from: &buf), 
+                ice: FfiConverterOptionTypeIceState.read(from: &buf), 
+                switchReason: FfiConverterOptionString.read(from: &buf), 
+                activity: FfiConverterTypePeerActivity.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PeerState, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.publicKey, into: &buf)
+        FfiConverterOptionTypePathKind.write(value.path, into: &buf)
+        FfiConverterOptionString.write(value.remote, into: &buf)
+        FfiConverterBool.write(value.handshakeCompleted, into: &buf)
+        FfiConverterOptionTypeIceState.write(value.ice, into: &buf)
+        FfiConverterOptionString.write(value.switchReason, into: &buf)
+        FfiConverterTypePeerActivity.write(value.activity, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerState_lift(_ buf: RustBuffer) throws -> PeerState {
+    return try FfiConverterTypePeerState.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerState_lower(_ value: PeerState) -> RustBuffer {
+    return FfiConverterTypePeerState.lower(value)
+}
+
+
 public struct PeerStatus: Equatable, Hashable {
     public var publicKey: String
     /**
@@ -2537,6 +3069,11 @@ public struct PeerStatus: Equatable, Hashable {
      * The latest changes of the active path, oldest first (a short, bounded history).
      */
     public var switches: [PathSwitch]
+    /**
+     * Open, idle or waking (lazy connections), and why it last changed.
+     */
+    public var activity: PeerActivity
+    public var activityReason: String?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2555,7 +3092,10 @@ public struct PeerStatus: Equatable, Hashable {
          */paths: [PathStatus], 
         /**
          * The latest changes of the active path, oldest first (a short, bounded history).
-         */switches: [PathSwitch]) {
+         */switches: [PathSwitch], 
+        /**
+         * Open, idle or waking (lazy connections), and why it last changed.
+         */activity: PeerActivity, activityReason: String?) {
         self.publicKey = publicKey
         self.connected = connected
         self.activePath = activePath
@@ -2564,6 +3104,8 @@ public struct PeerStatus: Equatable, Hashable {
         self.counters = counters
         self.paths = paths
         self.switches = switches
+        self.activity = activity
+        self.activityReason = activityReason
     }
 
     
@@ -2589,7 +3131,9 @@ public struct FfiConverterTypePeerStatus: FfiConverterRustBuffer {
                 lastHandshakeMsAgo: FfiConverterOptionUInt64.read(from: &buf), 
                 counters: FfiConverterTypePeerCounters.read(from: &buf), 
                 paths: FfiConverterSequenceTypePathStatus.read(from: &buf), 
-                switches: FfiConverterSequenceTypePathSwitch.read(from: &buf)
+                switches: FfiConverterSequenceTypePathSwitch.read(from: &buf), 
+                activity: FfiConverterTypePeerActivity.read(from: &buf), 
+                activityReason: FfiConverterOptionString.read(from: &buf)
         )
     }
 
@@ -2602,6 +3146,8 @@ public struct FfiConverterTypePeerStatus: FfiConverterRustBuffer {
         FfiConverterTypePeerCounters.write(value.counters, into: &buf)
         FfiConverterSequenceTypePathStatus.write(value.paths, into: &buf)
         FfiConverterSequenceTypePathSwitch.write(value.switches, into: &buf)
+        FfiConverterTypePeerActivity.write(value.activity, into: &buf)
+        FfiConverterOptionString.write(value.activityReason, into: &buf)
     }
 }
 
@@ -2786,6 +3332,85 @@ public func FfiConverterTypeSignalConfig_lower(_ value: SignalConfig) -> RustBuf
 
 
 /**
+ * One event and the state after it.
+ */
+public struct TunnelUpdate: Equatable, Hashable {
+    public var event: Event
+    public var state: TunnelState
+    /**
+     * The peers, in configuration order.
+     */
+    public var peers: [PeerState]
+    /**
+     * Events that never reached the model or the app since it was created: the engine's
+     * queue overflowed (`EventsLost`) or the platform's buffer did (`events_dropped`).
+     */
+    public var eventsLost: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(event: Event, state: TunnelState, 
+        /**
+         * The peers, in configuration order.
+         */peers: [PeerState], 
+        /**
+         * Events that never reached the model or the app since it was created: the engine's
+         * queue overflowed (`EventsLost`) or the platform's buffer did (`events_dropped`).
+         */eventsLost: UInt64) {
+        self.event = event
+        self.state = state
+        self.peers = peers
+        self.eventsLost = eventsLost
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension TunnelUpdate: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTunnelUpdate: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TunnelUpdate {
+        return
+            try TunnelUpdate(
+                event: FfiConverterTypeEvent.read(from: &buf), 
+                state: FfiConverterTypeTunnelState.read(from: &buf), 
+                peers: FfiConverterSequenceTypePeerState.read(from: &buf), 
+                eventsLost: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: TunnelUpdate, into buf: inout [UInt8]) {
+        FfiConverterTypeEvent.write(value.event, into: &buf)
+        FfiConverterTypeTunnelState.write(value.state, into: &buf)
+        FfiConverterSequenceTypePeerState.write(value.peers, into: &buf)
+        FfiConverterUInt64.write(value.eventsLost, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTunnelUpdate_lift(_ buf: RustBuffer) throws -> TunnelUpdate {
+    return try FfiConverterTypeTunnelUpdate.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTunnelUpdate_lower(_ value: TunnelUpdate) -> RustBuffer {
+    return FfiConverterTypeTunnelUpdate.lower(value)
+}
+
+
+/**
  * A TURN server (UDP; `turns:` is not supported).
  */
 public struct TurnServer: Equatable, Hashable {
@@ -2887,6 +3512,12 @@ public enum Event: Equatable, Hashable {
     case pathSwitched(peer: String, from: PathKind?, to: PathKind?, reason: String
     )
     /**
+     * The peer's connection closed for inactivity (`idle`) or woke, and why (lazy
+     * connections).
+     */
+    case peerActivity(peer: String, idle: Bool, reason: String
+    )
+    /**
      * The peer list was replaced.
      */
     case peersUpdated(count: UInt32
@@ -2974,36 +3605,39 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
         case 4: return .pathSwitched(peer: try FfiConverterString.read(from: &buf), from: try FfiConverterOptionTypePathKind.read(from: &buf), to: try FfiConverterOptionTypePathKind.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
         )
         
-        case 5: return .peersUpdated(count: try FfiConverterUInt32.read(from: &buf)
+        case 5: return .peerActivity(peer: try FfiConverterString.read(from: &buf), idle: try FfiConverterBool.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
         )
         
-        case 6: return .signalStateChanged(state: try FfiConverterTypeSignalState.read(from: &buf)
+        case 6: return .peersUpdated(count: try FfiConverterUInt32.read(from: &buf)
         )
         
-        case 7: return .relayStateChanged(state: try FfiConverterTypeRelayState.read(from: &buf)
+        case 7: return .signalStateChanged(state: try FfiConverterTypeSignalState.read(from: &buf)
         )
         
-        case 8: return .iceStateChanged(peer: try FfiConverterString.read(from: &buf), state: try FfiConverterTypeIceState.read(from: &buf)
+        case 8: return .relayStateChanged(state: try FfiConverterTypeRelayState.read(from: &buf)
         )
         
-        case 9: return .networkChanged(online: try FfiConverterBool.read(from: &buf)
+        case 9: return .iceStateChanged(peer: try FfiConverterString.read(from: &buf), state: try FfiConverterTypeIceState.read(from: &buf)
         )
         
-        case 10: return .tunReplaced
-        
-        case 11: return .eventsLost(missed: try FfiConverterUInt64.read(from: &buf)
+        case 10: return .networkChanged(online: try FfiConverterBool.read(from: &buf)
         )
         
-        case 12: return .interfaceChanged(interface: try FfiConverterTypeManagedInterface.read(from: &buf)
+        case 11: return .tunReplaced
+        
+        case 12: return .eventsLost(missed: try FfiConverterUInt64.read(from: &buf)
         )
         
-        case 13: return .dnsChanged(dns: try FfiConverterTypeManagedDns.read(from: &buf)
+        case 13: return .interfaceChanged(interface: try FfiConverterTypeManagedInterface.read(from: &buf)
         )
         
-        case 14: return .managementStateChanged(state: try FfiConverterTypeManagementState.read(from: &buf)
+        case 14: return .dnsChanged(dns: try FfiConverterTypeManagedDns.read(from: &buf)
         )
         
-        case 15: return .stopped
+        case 15: return .managementStateChanged(state: try FfiConverterTypeManagementState.read(from: &buf)
+        )
+        
+        case 16: return .stopped
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -3038,58 +3672,65 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
             FfiConverterString.write(reason, into: &buf)
             
         
-        case let .peersUpdated(count):
+        case let .peerActivity(peer,idle,reason):
             writeInt(&buf, Int32(5))
+            FfiConverterString.write(peer, into: &buf)
+            FfiConverterBool.write(idle, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .peersUpdated(count):
+            writeInt(&buf, Int32(6))
             FfiConverterUInt32.write(count, into: &buf)
             
         
         case let .signalStateChanged(state):
-            writeInt(&buf, Int32(6))
+            writeInt(&buf, Int32(7))
             FfiConverterTypeSignalState.write(state, into: &buf)
             
         
         case let .relayStateChanged(state):
-            writeInt(&buf, Int32(7))
+            writeInt(&buf, Int32(8))
             FfiConverterTypeRelayState.write(state, into: &buf)
             
         
         case let .iceStateChanged(peer,state):
-            writeInt(&buf, Int32(8))
+            writeInt(&buf, Int32(9))
             FfiConverterString.write(peer, into: &buf)
             FfiConverterTypeIceState.write(state, into: &buf)
             
         
         case let .networkChanged(online):
-            writeInt(&buf, Int32(9))
+            writeInt(&buf, Int32(10))
             FfiConverterBool.write(online, into: &buf)
             
         
         case .tunReplaced:
-            writeInt(&buf, Int32(10))
+            writeInt(&buf, Int32(11))
         
         
         case let .eventsLost(missed):
-            writeInt(&buf, Int32(11))
+            writeInt(&buf, Int32(12))
             FfiConverterUInt64.write(missed, into: &buf)
             
         
         case let .interfaceChanged(interface):
-            writeInt(&buf, Int32(12))
+            writeInt(&buf, Int32(13))
             FfiConverterTypeManagedInterface.write(interface, into: &buf)
             
         
         case let .dnsChanged(dns):
-            writeInt(&buf, Int32(13))
+            writeInt(&buf, Int32(14))
             FfiConverterTypeManagedDns.write(dns, into: &buf)
             
         
         case let .managementStateChanged(state):
-            writeInt(&buf, Int32(14))
+            writeInt(&buf, Int32(15))
             FfiConverterTypeManagementState.write(state, into: &buf)
             
         
         case .stopped:
-            writeInt(&buf, Int32(15))
+            writeInt(&buf, Int32(16))
         
         }
     }
@@ -3624,6 +4265,91 @@ public func FfiConverterTypePathKind_lower(_ value: PathKind) -> RustBuffer {
 
 
 
+/**
+ * Whether a peer's connection is open (lazy connections).
+ */
+
+public enum PeerActivity: Equatable, Hashable {
+    
+    /**
+     * Open: its paths are kept and watched.
+     */
+    case active
+    /**
+     * Closed for inactivity: no ICE agent, no relay path, nothing sent.
+     */
+    case idle
+    /**
+     * Opening again after idle; no path carries traffic yet.
+     */
+    case waking
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension PeerActivity: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePeerActivity: FfiConverterRustBuffer {
+    typealias SwiftType = PeerActivity
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PeerActivity {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .active
+        
+        case 2: return .idle
+        
+        case 3: return .waking
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: PeerActivity, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .active:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .idle:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .waking:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerActivity_lift(_ buf: RustBuffer) throws -> PeerActivity {
+    return try FfiConverterTypePeerActivity.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerActivity_lower(_ value: PeerActivity) -> RustBuffer {
+    return FfiConverterTypePeerActivity.lower(value)
+}
+
+
+
 public 
 enum PeerlinkError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
 
@@ -4130,6 +4856,123 @@ public func FfiConverterTypeTunFraming_lower(_ value: TunFraming) -> RustBuffer 
 }
 
 
+
+/**
+ * The tunnel's lifecycle and, while it runs, its servers and network.
+ */
+
+public enum TunnelState: Equatable, Hashable {
+    
+    /**
+     * Not started, or stopped cleanly.
+     */
+    case stopped
+    /**
+     * `start` was called; the engine has not reported `Started` yet.
+     */
+    case starting
+    /**
+     * The engine runs. `signal`, `relay` and `management` are `None` when the configuration
+     * names no such server; otherwise they follow `SignalStateChanged`, `RelayStateChanged` and
+     * `ManagementStateChanged`.
+     */
+    case running(listenPort: UInt16, online: Bool, signal: SignalState?, relay: RelayState?, management: ManagementState?
+    )
+    /**
+     * `stop` was called; the engine has not reported `Stopped` yet.
+     */
+    case stopping
+    /**
+     * Start, a tun swap or the engine itself failed; `stop` or a new `start` leaves it.
+     */
+    case failed(error: PeerlinkError
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension TunnelState: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeTunnelState: FfiConverterRustBuffer {
+    typealias SwiftType = TunnelState
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TunnelState {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .stopped
+        
+        case 2: return .starting
+        
+        case 3: return .running(listenPort: try FfiConverterUInt16.read(from: &buf), online: try FfiConverterBool.read(from: &buf), signal: try FfiConverterOptionTypeSignalState.read(from: &buf), relay: try FfiConverterOptionTypeRelayState.read(from: &buf), management: try FfiConverterOptionTypeManagementState.read(from: &buf)
+        )
+        
+        case 4: return .stopping
+        
+        case 5: return .failed(error: try FfiConverterTypePeerlinkError.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: TunnelState, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .stopped:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .starting:
+            writeInt(&buf, Int32(2))
+        
+        
+        case let .running(listenPort,online,signal,relay,management):
+            writeInt(&buf, Int32(3))
+            FfiConverterUInt16.write(listenPort, into: &buf)
+            FfiConverterBool.write(online, into: &buf)
+            FfiConverterOptionTypeSignalState.write(signal, into: &buf)
+            FfiConverterOptionTypeRelayState.write(relay, into: &buf)
+            FfiConverterOptionTypeManagementState.write(management, into: &buf)
+            
+        
+        case .stopping:
+            writeInt(&buf, Int32(4))
+        
+        
+        case let .failed(error):
+            writeInt(&buf, Int32(5))
+            FfiConverterTypePeerlinkError.write(error, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTunnelState_lift(_ buf: RustBuffer) throws -> TunnelState {
+    return try FfiConverterTypeTunnelState.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeTunnelState_lower(_ value: TunnelState) -> RustBuffer {
+    return FfiConverterTypeTunnelState.lower(value)
+}
+
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -4397,6 +5240,30 @@ fileprivate struct FfiConverterOptionTypeSignalConfig: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeTunnelUpdate: FfiConverterRustBuffer {
+    typealias SwiftType = TunnelUpdate?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeTunnelUpdate.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeTunnelUpdate.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeEvent: FfiConverterRustBuffer {
     typealias SwiftType = Event?
 
@@ -4413,6 +5280,54 @@ fileprivate struct FfiConverterOptionTypeEvent: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeEvent.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeIceState: FfiConverterRustBuffer {
+    typealias SwiftType = IceState?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeIceState.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeIceState.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeManagementState: FfiConverterRustBuffer {
+    typealias SwiftType = ManagementState?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeManagementState.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeManagementState.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -4589,6 +5504,31 @@ fileprivate struct FfiConverterOptionSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceUInt64: FfiConverterRustBuffer {
+    typealias SwiftType = [UInt64]
+
+    public static func write(_ value: [UInt64], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterUInt64.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [UInt64] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [UInt64]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterUInt64.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -4706,6 +5646,31 @@ fileprivate struct FfiConverterSequenceTypePeerConfig: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterTypePeerConfig.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypePeerState: FfiConverterRustBuffer {
+    typealias SwiftType = [PeerState]
+
+    public static func write(_ value: [PeerState], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePeerState.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PeerState] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PeerState]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePeerState.read(from: &buf))
         }
         return seq
     }
@@ -4916,7 +5881,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerlink_ffi_checksum_method_engine_network_changed() != 33170) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerlink_ffi_checksum_method_engine_next_event() != 45515) {
+    if (uniffi_peerlink_ffi_checksum_method_engine_next_event() != 7526) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerlink_ffi_checksum_method_engine_public_key() != 36898) {
@@ -4937,10 +5902,55 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerlink_ffi_checksum_method_engine_update_peers() != 46313) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_engine() != 30966) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_events_dropped() != 52980) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_events_lost() != 35615) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_interface_settings() != 2382) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_network_available() != 60932) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_network_lost() != 21208) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_networks() != 40778) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_next_update() != 23657) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_peers() != 27568) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_set_tun() != 45936) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_start() != 44315) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_state() != 19184) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_stop() != 56260) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_method_tunnelmodel_update_peers() != 28071) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_peerlink_ffi_checksum_method_platform_protect_socket() != 29700) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerlink_ffi_checksum_constructor_engine_new() != 43358) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_peerlink_ffi_checksum_constructor_tunnelmodel_new() != 12358) {
         return InitializationResult.apiChecksumMismatch
     }
 

@@ -9,14 +9,13 @@ import kotlinx.coroutines.flow.SharedFlow
 import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asSharedFlow
 import kotlinx.coroutines.flow.asStateFlow
-import kotlinx.coroutines.flow.update
 import kotlinx.coroutines.launch
 
 /**
- * One engine and everything around it that does not depend on the platform: the event pump
- * (`nextEvent` in a loop → [events]), the tunnel and peer state reduced from it, route changes
- * after a peer update, network changes. Android's `PeerlinkTunnel` and the JVM tests use it;
- * it imports nothing from `android.*`.
+ * One engine and its [TunnelModel] (the state model shared with Swift, in Rust) as flows: the
+ * pump (`nextUpdate` in a loop → [state], [peers], [events]) and the calls that drive the
+ * model. Decides nothing itself. Android's `PeerlinkTunnel` and the JVM tests use it; it
+ * imports nothing from `android.*`.
  *
  * @param scope where the event pump runs; cancelling it stops the pump, not the engine.
  */
@@ -27,28 +26,32 @@ class PeerlinkSession(
 ) : AutoCloseable {
     /** Throws [PeerlinkException.Config] naming the field if [config] is refused. */
     val engine: Engine = Engine(config, platform)
+    val model: TunnelModel = TunnelModel(engine)
 
-    private val _state = MutableStateFlow<TunnelState>(TunnelState.Stopped)
+    private val _state = MutableStateFlow(model.state())
     private val _peers = MutableStateFlow<Map<String, PeerState>>(emptyMap())
+    private val _eventsLost = MutableStateFlow(0UL)
     private val _events = MutableSharedFlow<Event>(
         // Slow collectors get room for a burst; beyond that the pump waits, the engine's own
-        // bounded queue fills and the app is told with `EventsLost`.
+        // bounded queue fills and the model counts what it loses (`eventsLost`, `EventsLost`).
         extraBufferCapacity = EVENT_BUFFER,
         onBufferOverflow = BufferOverflow.SUSPEND,
     )
     private var pump: Job? = null
-    private val network = NetworkTracker()
 
     val state: StateFlow<TunnelState> = _state.asStateFlow()
 
     /** Peers by public key, in configuration order. */
     val peers: StateFlow<Map<String, PeerState>> = _peers.asStateFlow()
 
+    /** Events that never reached the app (the engine's queue overflowed); 0 normally. */
+    val eventsLost: StateFlow<ULong> = _eventsLost.asStateFlow()
+
     /** Every engine event, as it comes; a collector sees only events after it subscribed. */
     val events: SharedFlow<Event> = _events.asSharedFlow()
 
     /** What the platform's interface needs now (addresses, routes, MTU, DNS). */
-    fun interfaceSettings(): InterfaceSettings = engine.interfaceSettings()
+    fun interfaceSettings(): InterfaceSettings = model.interfaceSettings()
 
     /**
      * Starts the engine on [tunFd] and the event pump. Returns after a short synchronous setup
@@ -56,26 +59,20 @@ class PeerlinkSession(
      */
     @Synchronized
     fun start(tunFd: Int) {
-        _state.value = TunnelState.Starting
         try {
-            engine.start(tunFd)
-        } catch (e: PeerlinkException) {
-            _state.value = TunnelState.Failed(e)
-            throw e
+            model.start(tunFd)
+        } finally {
+            _state.value = model.state()
         }
         pump?.cancel()
-        pump = scope.launch { pumpEvents() }
+        pump = scope.launch { pumpUpdates() }
     }
 
     /**
      * Replaces the peers. Returns true if the routes changed: the platform must then rebuild
      * its interface and hand the new fd to [setTun].
      */
-    fun updatePeers(peers: List<PeerConfig>): Boolean {
-        val before = engine.interfaceSettings()
-        engine.updatePeers(peers)
-        return engine.interfaceSettings() != before
-    }
+    fun updatePeers(peers: List<PeerConfig>): Boolean = model.updatePeers(peers)
 
     /**
      * Swaps the tun after the platform rebuilt its interface, in place: peers keep their
@@ -83,31 +80,24 @@ class PeerlinkSession(
      */
     suspend fun setTun(tunFd: Int) {
         try {
-            engine.setTun(tunFd)
-        } catch (e: PeerlinkException) {
-            _state.value = TunnelState.Failed(e)
-            throw e
+            model.setTun(tunFd)
+        } finally {
+            _state.value = model.state()
         }
     }
 
     /**
-     * Android `NetworkCallback.onAvailable` (addresses unknown) and `onLinkPropertiesChanged`;
-     * Apple: a satisfied path. Tells the engine only when something changed.
+     * Android `NetworkCallback.onAvailable` (addresses unknown) and `onLinkPropertiesChanged`.
+     * The model tells the engine only when something changed.
      */
-    @Synchronized
-    fun networkAvailable(network: Long, addresses: Set<String>? = null) {
-        if (this.network.available(network, addresses)) engine.networkChanged(true)
-    }
+    fun networkAvailable(network: Long, addresses: Set<String>? = null) =
+        model.networkAvailable(network.toULong(), addresses?.toList())
 
-    /** Android `NetworkCallback.onLost`; Apple: an unsatisfied path. */
-    @Synchronized
-    fun networkLost(network: Long) {
-        if (this.network.lost(network)) engine.networkChanged(this.network.online)
-    }
+    /** Android `NetworkCallback.onLost`. */
+    fun networkLost(network: Long) = model.networkLost(network.toULong())
 
     /** The networks known to be up, oldest first. */
-    @get:Synchronized
-    val networks: List<Long> get() = network.current
+    val networks: List<Long> get() = model.networks().map { it.toLong() }
 
     /** A status snapshot, or null when the engine is not running. */
     fun status(): EngineStatus? = try {
@@ -121,11 +111,13 @@ class PeerlinkSession(
      * last events, `Stopped` included.
      */
     suspend fun stop() {
-        if (_state.value !is TunnelState.Failed) _state.value = TunnelState.Stopping
-        engine.stop()
-        pump?.join()
-        pump = null
-        _state.update { if (it is TunnelState.Failed) it else TunnelState.Stopped }
+        try {
+            model.stop()
+            pump?.join()
+            pump = null
+        } finally {
+            _state.value = model.state()
+        }
     }
 
     /**
@@ -134,21 +126,19 @@ class PeerlinkSession(
      */
     override fun close() {
         pump?.cancel()
+        model.close()
         engine.close()
     }
 
-    private suspend fun pumpEvents() {
+    private suspend fun pumpUpdates() {
         while (true) {
-            val event = engine.nextEvent() ?: break
-            _state.update { it.reduce(event) }
-            _peers.update { peers ->
-                when (event) {
-                    is Event.Started, is Event.PeersUpdated -> status()?.let { peers.peersFrom(it) } ?: peers
-                    else -> peers.reduce(event)
-                }
-            }
-            _events.emit(event)
+            val update = model.nextUpdate() ?: break
+            _state.value = update.state
+            _peers.value = update.peers.associateBy { it.publicKey }
+            _eventsLost.value = update.eventsLost
+            _events.emit(update.event)
         }
+        _state.value = model.state()
     }
 
     private companion object {

@@ -64,6 +64,9 @@ class PeerlinkTunnel(
     val peers: StateFlow<Map<String, PeerState>> get() = session.peers
     val events: Flow<Event> get() = session.events
 
+    /** Events the app never saw (the engine's queue overflowed); 0 while the app keeps up. */
+    val eventsLost: StateFlow<ULong> get() = session.eventsLost
+
     /** The engine itself, for `status()` and anything this class does not wrap. */
     val engine get() = session.engine
 
