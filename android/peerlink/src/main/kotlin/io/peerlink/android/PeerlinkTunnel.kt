@@ -6,6 +6,7 @@ import android.net.Network
 import android.net.NetworkCapabilities
 import android.net.NetworkRequest
 import android.net.VpnService
+import android.os.ParcelFileDescriptor
 import io.peerlink.EngineConfig
 import io.peerlink.Event
 import io.peerlink.InterfaceSettings
@@ -60,6 +61,12 @@ class PeerlinkTunnel(
     private var callback: ConnectivityManager.NetworkCallback? = null
     private var rebuilds: Job? = null
 
+    /**
+     * The other end of the placeholder tun the engine starts on when management has not given
+     * an address yet (Android's `establish()` needs one); closed once the real interface is in.
+     */
+    private var placeholder: ParcelFileDescriptor? = null
+
     val state: StateFlow<TunnelState> get() = session.state
     val peers: StateFlow<Map<String, PeerState>> get() = session.peers
     val events: Flow<Event> get() = session.events
@@ -76,8 +83,19 @@ class PeerlinkTunnel(
      */
     suspend fun start() {
         followManagement()
-        session.start(establish(session.interfaceSettings()))
+        val settings = session.interfaceSettings()
+        // With management, the address comes after login: start on a placeholder (a packet
+        // socketpair stands in for a tun) and build the interface on the first InterfaceChanged.
+        val fd = if (settings.addresses.isEmpty()) placeholderFd() else establish(settings)
+        session.start(fd)
         registerNetworkCallback()
+    }
+
+    private fun placeholderFd(): Int {
+        val pair = ParcelFileDescriptor.createReliableSocketPair()
+        placeholder = pair[1]
+        // The engine owns this end from here, as it owns an established interface's fd.
+        return pair[0].detachFd()
     }
 
     /**
@@ -91,6 +109,8 @@ class PeerlinkTunnel(
         rebuilds = scope.launch(start = CoroutineStart.UNDISPATCHED) {
             session.events.filterIsInstance<Event.InterfaceChanged>().collect {
                 session.setTun(establish(session.interfaceSettings()))
+                placeholder?.close()
+                placeholder = null
             }
         }
     }
@@ -108,6 +128,8 @@ class PeerlinkTunnel(
         rebuilds?.cancel()
         rebuilds = null
         session.stop()
+        placeholder?.close()
+        placeholder = null
     }
 
     /** Frees the engine. Call [stop] first; the tunnel is unusable afterwards. */
