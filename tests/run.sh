@@ -38,6 +38,9 @@ command -v iperf3 >/dev/null || need+=(iperf3)
 command -v openssl >/dev/null || need+=(openssl)
 command -v turnserver >/dev/null || need+=(coturn)
 command -v ss >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
+command -v jq >/dev/null || need+=(jq)
+command -v gcc >/dev/null || need+=(gcc)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         echo "installing: ${need[*]}"
@@ -48,7 +51,7 @@ if ((${#need[@]})); then
     fi
 fi
 
-step "Go lab tools (NetBird signal and relay v0.77.1, wireguard-go)"
+step "Go lab tools (NetBird signal, relay, combined server and client v0.77.1, wireguard-go)"
 if command -v go >/dev/null || [[ -x /usr/local/go/bin/go ]]; then
     PATH=$PATH:/usr/local/go/bin bash tests/lab/build-tools.sh
     record "build-tools" $?

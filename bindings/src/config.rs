@@ -51,6 +51,9 @@ pub struct EngineConfig {
     /// ICE with STUN and TURN servers; needs `signal`.
     #[uniffi(default = None)]
     pub ice: Option<IceConfig>,
+    /// NetBird's management server: the address, peers and servers come from there.
+    #[uniffi(default = None)]
+    pub management: Option<crate::management::ManagementConfig>,
     /// Lazy connections: a peer's connection closes after `inactivity_threshold_secs` without
     /// data (default 900, at least 60) and opens again when a packet or the peer needs it.
     /// `true` keeps every connection open.
@@ -238,6 +241,7 @@ impl Validated {
             signal: config.signal.as_ref().map(SignalConfig::to_spec),
             relay: config.relay.as_ref().map(RelayConfig::to_spec),
             ice: config.ice.as_ref().map(IceConfig::to_spec),
+            management: config.management.as_ref().map(|m| m.to_spec()),
             lazy: Some(peerlink_core::config::LazySpec {
                 disabled: config.lazy_disabled,
                 inactivity_threshold_secs: config.inactivity_threshold_secs,
@@ -246,7 +250,7 @@ impl Validated {
         let core = spec.validate()?;
         // The app's engine always takes signal from its configuration (core's in-process hub is
         // for the demo and tests), so ICE without it can be refused here, naming the field.
-        if core.ice.is_some() && core.signal.is_none() {
+        if core.ice.is_some() && core.signal.is_none() && core.management.is_none() {
             return Err(PeerlinkError::config(
                 "ice",
                 "ice: ICE needs a signal server (set signal.url)",
@@ -308,6 +312,32 @@ impl Validated {
             addresses,
             routes,
             mtu: self.core.mtu,
+            dns_servers: self.dns_servers.iter().map(IpAddr::to_string).collect(),
+        }
+    }
+
+    /// The interface management asks for: its address and MTU, the overlay network and the
+    /// routed networks as routes, the app's DNS servers.
+    pub fn managed_interface_settings(
+        &self,
+        managed: &peerlink_core::mgmt::InterfaceConfig,
+    ) -> InterfaceSettings {
+        let mut routes: Vec<IpPrefix> = Vec::new();
+        for net in managed
+            .addresses
+            .iter()
+            .chain(managed.routes.iter())
+            .map(IpNet::network)
+        {
+            let route = IpPrefix::from(&net);
+            if !routes.contains(&route) {
+                routes.push(route);
+            }
+        }
+        InterfaceSettings {
+            addresses: managed.addresses.iter().map(IpPrefix::from).collect(),
+            routes,
+            mtu: managed.mtu,
             dns_servers: self.dns_servers.iter().map(IpAddr::to_string).collect(),
         }
     }
@@ -380,6 +410,7 @@ impl fmt::Debug for EngineConfig {
             .field("signal", &self.signal)
             .field("relay", &self.relay)
             .field("ice", &self.ice)
+            .field("management", &self.management.as_ref().map(|m| &m.url))
             .finish()
     }
 }
@@ -494,6 +525,7 @@ pub(crate) mod tests {
             signal: None,
             relay: None,
             ice: None,
+            management: None,
             lazy_disabled: false,
             inactivity_threshold_secs: None,
         }

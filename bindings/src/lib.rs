@@ -11,6 +11,7 @@ mod engine;
 mod error;
 mod guard;
 mod logging;
+mod management;
 mod model;
 mod platform;
 mod status;
@@ -23,6 +24,7 @@ pub use config::{
 pub use engine::{Engine, MAX_BLOCKING_THREADS, THREAD_STACK_SIZE, WORKER_THREADS};
 pub use error::PeerlinkError;
 pub use logging::{init_logging, set_log_level, LogLevel};
+pub use management::{ManagedDns, ManagedInterface, ManagementConfig, ManagementState, ManagementStatus};
 pub use model::{PeerState, TunnelModel, TunnelState, TunnelUpdate};
 pub use platform::Platform;
 pub use status::{

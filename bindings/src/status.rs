@@ -124,6 +124,17 @@ pub enum Event {
     TunReplaced,
     /// The app fell behind and `missed` events were dropped (the queue is bounded).
     EventsLost { missed: u64 },
+    /// Management gave a new address, MTU or routes: rebuild the VPN interface with them and
+    /// call `set_tun` (PeerlinkTunnel on Android and iOS does it).
+    InterfaceChanged {
+        interface: crate::management::ManagedInterface,
+    },
+    /// Management's DNS settings changed.
+    DnsChanged { dns: crate::management::ManagedDns },
+    /// The management client's state changed (also in `status().management`).
+    ManagementStateChanged {
+        state: crate::management::ManagementState,
+    },
     /// The engine stopped; `next_event` returns `None` after this.
     Stopped,
 }
@@ -141,6 +152,8 @@ pub struct EngineStatus {
     pub signal: Option<SignalState>,
     /// `None` without relay servers in the configuration.
     pub relay: Option<RelayState>,
+    /// `None` without a management server in the configuration.
+    pub management: Option<crate::management::ManagementStatus>,
     pub peers: Vec<PeerStatus>,
     pub drops: EngineDrops,
 }
@@ -345,6 +358,13 @@ pub(crate) fn event_from_core(e: CoreEvent) -> Option<Event> {
             peer: peer.to_base64(),
             state: state.into(),
         }),
+        CoreEvent::InterfaceChanged(interface) => Some(Event::InterfaceChanged {
+            interface: interface.into(),
+        }),
+        CoreEvent::DnsChanged(dns) => Some(Event::DnsChanged { dns: dns.into() }),
+        CoreEvent::ManagementStateChanged(state) => {
+            Some(Event::ManagementStateChanged { state: state.into() })
+        }
         CoreEvent::PeerActivity { peer, idle, reason } => Some(Event::PeerActivity {
             peer: peer.to_base64(),
             idle,
@@ -378,6 +398,7 @@ pub(crate) fn status_from_core(s: peerlink_core::EngineStatus, network_online: b
         network_online,
         signal: s.signal.map(SignalState::from),
         relay: s.relay.map(RelayState::from),
+        management: s.management.map(crate::management::ManagementStatus::from),
         peers,
         drops: EngineDrops {
             no_route: s.drops.no_route,

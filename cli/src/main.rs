@@ -13,6 +13,12 @@ const USAGE: &str = "\
 usage:
   peerlink up --config FILE     run the engine on a tun device (needs CAP_NET_ADMIN);
                                 SIGUSR1 = the network changed (reconnect, restart ICE)
+  peerlink up --management-url URL --setup-key KEY [--hostname NAME] [--interface NAME]
+              [--key-file PATH] [--config FILE]
+                                join a NetBird network: address, peers and servers come
+                                from management; the identity (WireGuard key) is kept in
+                                --key-file (default /var/lib/peerlink/INTERFACE.key) unless
+                                the config file has private_key
   peerlink status [--interface NAME | --socket PATH]
                                 print the peers of a running `peerlink up`
   peerlink genkey               print a new private key (base64)
@@ -54,9 +60,20 @@ fn run(args: &[String]) -> Result<(), CliError> {
     };
     match command.as_str() {
         "up" => {
-            let config =
-                flag(rest, "--config")?.ok_or_else(|| CliError::Usage("up needs --config FILE".into()))?;
-            Ok(up::run(&config)?)
+            let args = up::UpArgs {
+                config: flag(rest, "--config")?,
+                interface: flag(rest, "--interface")?,
+                management_url: flag(rest, "--management-url")?,
+                setup_key: flag(rest, "--setup-key")?,
+                hostname: flag(rest, "--hostname")?,
+                key_file: flag(rest, "--key-file")?,
+            };
+            if args.config.is_none() && args.management_url.is_none() {
+                return Err(CliError::Usage(
+                    "up needs --config FILE or --management-url URL".into(),
+                ));
+            }
+            Ok(up::run(args)?)
         }
         "status" => {
             let socket = match (flag(rest, "--socket")?, flag(rest, "--interface")?) {

@@ -28,6 +28,9 @@ pub const MAX_MTU: u16 = 9000;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSpec {
+    /// Required; `#[serde(default)]` only so that a front end can fill it in from elsewhere
+    /// (the CLI's key file) after reading the rest.
+    #[serde(default)]
     pub private_key: String,
     #[serde(default)]
     pub addresses: Vec<String>,
@@ -46,6 +49,10 @@ pub struct EngineSpec {
     /// ICE (STUN and TURN servers); needs `signal`.
     #[serde(default)]
     pub ice: Option<IceSpec>,
+    /// NetBird's management server: with it, the address, peers and servers come from there
+    /// (`ice` still sets the interfaces ICE may use).
+    #[serde(default)]
+    pub management: Option<ManagementSpec>,
     /// Lazy connections: on unless switched off here.
     #[serde(default)]
     pub lazy: Option<LazySpec>,
@@ -64,7 +71,23 @@ pub struct LazySpec {
     pub inactivity_threshold_secs: Option<u64>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementSpec {
+    /// `https://host:port` (or `http://` for a server without TLS).
+    pub url: String,
+    /// A setup key, needed while the server does not know this peer's key.
+    #[serde(default)]
+    pub setup_key: String,
+    /// The peer's name in the network; unset means the system's host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// PEM CA certificate(s) to trust besides the public roots (self-hosted servers).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalSpec {
     /// `http://host:port` or `https://host:port`.
@@ -74,7 +97,7 @@ pub struct SignalSpec {
     pub ca_pem: Option<String>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySpec {
     /// `rel://host:port` or `rels://host:port`, as management lists them.
@@ -92,7 +115,7 @@ pub struct RelaySpec {
     pub ca_pem: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IceSpec {
     /// `stun:host:port` URLs.
@@ -108,7 +131,7 @@ pub struct IceSpec {
     pub interfaces: Option<Vec<String>>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TurnSpec {
     /// `turn:host:port` (UDP).
@@ -145,6 +168,7 @@ pub struct EngineConfig {
     pub signal: Option<SignalSpec>,
     pub relay: Option<RelaySettings>,
     pub ice: Option<IceSpec>,
+    pub management: Option<ManagementSpec>,
     /// How long a connection may go without data before it closes; `None`: never.
     pub lazy: Option<std::time::Duration>,
 }
@@ -224,6 +248,7 @@ impl EngineSpec {
         let signal = self.signal.as_ref().map(validate_signal).transpose()?;
         let relay = self.relay.as_ref().map(validate_relay).transpose()?;
         let ice = self.ice.as_ref().map(validate_ice).transpose()?;
+        let management = self.management.as_ref().map(validate_management).transpose()?;
         let lazy = match &self.lazy {
             Some(l) if l.disabled => None,
             Some(l) => Some(
@@ -243,6 +268,7 @@ impl EngineSpec {
             signal,
             relay,
             ice,
+            management,
             lazy,
         })
     }
@@ -348,6 +374,18 @@ impl std::fmt::Debug for TurnSpec {
     }
 }
 
+/// Setup keys are secrets: never in a log.
+impl std::fmt::Debug for ManagementSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementSpec")
+            .field("url", &self.url)
+            .field("setup_key", &!self.setup_key.is_empty())
+            .field("hostname", &self.hostname)
+            .field("ca_pem", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
 fn server_error(field: impl Into<String>, problem: impl ToString) -> ConfigError {
     ConfigError::Server {
         field: field.into(),
@@ -355,7 +393,22 @@ fn server_error(field: impl Into<String>, problem: impl ToString) -> ConfigError
     }
 }
 
-fn validate_signal(s: &SignalSpec) -> Result<SignalSpec, ConfigError> {
+fn validate_management(m: &ManagementSpec) -> Result<ManagementSpec, ConfigError> {
+    let url = m.url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(server_error(
+            "management.url",
+            format!("`{url}` must start with http:// or https://"),
+        ));
+    }
+    Ok(ManagementSpec {
+        url: url.to_owned(),
+        setup_key: m.setup_key.trim().to_owned(),
+        ..m.clone()
+    })
+}
+
+pub(crate) fn validate_signal(s: &SignalSpec) -> Result<SignalSpec, ConfigError> {
     let url = s.url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(server_error(
@@ -369,7 +422,7 @@ fn validate_signal(s: &SignalSpec) -> Result<SignalSpec, ConfigError> {
     })
 }
 
-fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
+pub(crate) fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
     let urls = r
         .urls
         .iter()
@@ -405,7 +458,7 @@ fn validate_relay(r: &RelaySpec) -> Result<RelaySettings, ConfigError> {
     Ok(RelaySettings { urls, token, tls })
 }
 
-fn validate_ice(i: &IceSpec) -> Result<IceSpec, ConfigError> {
+pub(crate) fn validate_ice(i: &IceSpec) -> Result<IceSpec, ConfigError> {
     for (n, url) in i.stun.iter().enumerate() {
         if !url.starts_with("stun:") {
             return Err(server_error(

@@ -3,6 +3,7 @@
 
 use crate::ice::IceState;
 use crate::keys::PublicKey;
+use crate::mgmt::{DnsSettings, InterfaceConfig, ManagementState};
 use crate::path::PathKind;
 use crate::relay::RelayState;
 use crate::signal::SignalState;
@@ -40,6 +41,13 @@ pub enum Event {
     RelayStateChanged(RelayState),
     /// A peer's ICE agent changed state.
     IceStateChanged { peer: PublicKey, state: IceState },
+    /// Management gave this peer a new address, MTU or routed networks: the app rebuilds its
+    /// VPN interface with them and hands the new tun to `set_tun` (Linux reconfigures in place).
+    InterfaceChanged(InterfaceConfig),
+    /// Management's DNS settings changed; the app applies them to its interface.
+    DnsChanged(DnsSettings),
+    /// The management client's state changed.
+    ManagementStateChanged(ManagementState),
     /// The engine stopped; no event follows.
     Stopped,
 }

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod events;
 pub mod ice;
 pub mod keys;
+pub mod mgmt;
 pub mod net;
 pub mod packet;
 pub mod path;

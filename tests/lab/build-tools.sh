@@ -3,6 +3,10 @@
 #   nb-signal, nb-relay   NetBird v0.77.1 signal and relay servers (tests/netbird)
 #   nb-relay-peer         one-shot relay peer on NetBird's relay client (tests/netbird)
 #   nb-signal-peer        interop peer on NetBird's Go signal client (tests/netbird)
+#   netbird-server        NetBird v0.77.1 combined server: management, signal, relay, STUN
+#                         (github.com/netbirdio/netbird/combined; needs CGO for sqlite)
+#   netbird               NetBird v0.77.1 Go client (github.com/netbirdio/netbird/client)
+#   netbird-0.48.0        an older NetBird Go client for mixed-fleet checks (tests/netbird-old)
 #   wireguard-go          userspace WireGuard, pinned pseudo-version below
 # Idempotent: each group is rebuilt only when a binary is missing or its stamp
 # (hash of tests/netbird sources + Go version, or the wireguard-go version)
@@ -58,6 +62,43 @@ else
     echo "build-tools: NetBird tools up to date" >&2
 fi
 
+# --- NetBird's combined server and Go client ----------------------------------
+# Built through the same local module (its replace lines and NetBird's own go.sum). The server
+# links sqlite through CGO (a CGO-less build dies at start); the client needs no CGO.
+nbfull_stamp="$nb_stamp combined+client"
+if [[ ! -x $bin/netbird-server || ! -x $bin/netbird || $(cat "$bin/.netbird-full.stamp" 2>/dev/null) != "$nbfull_stamp" ]]; then
+    echo "build-tools: building netbird-server and netbird (NetBird v$NETBIRD_VERSION, a few minutes cold) ..." >&2
+    rm -f "$bin/.netbird-full.stamp"
+    start=$SECONDS
+    ldflags="-s -w -X github.com/netbirdio/netbird/version.version=$NETBIRD_VERSION"
+    (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin/netbird" github.com/netbirdio/netbird/client)
+    (cd "$src" && CGO_ENABLED=1 go build -trimpath -ldflags "$ldflags" -o "$bin/netbird-server" github.com/netbirdio/netbird/combined)
+    echo "$nbfull_stamp" >"$bin/.netbird-full.stamp"
+    echo "build-tools: netbird-server and netbird built in $((SECONDS - start)) s" >&2
+else
+    echo "build-tools: netbird-server and netbird up to date" >&2
+fi
+
+# --- an older NetBird Go client ------------------------------------------------
+OLD_NETBIRD_VERSION=0.48.0 # must match tests/netbird-old/go.mod
+old_src=$(cd "$here/../netbird-old" && pwd)
+old_stamp=$(
+    cd "$old_src"
+    { sha256sum go.mod go.sum; echo "$gov"; } | sha256sum | cut -d' ' -f1
+)
+if [[ ! -x $bin/netbird-$OLD_NETBIRD_VERSION || $(cat "$bin/.netbird-old.stamp" 2>/dev/null) != "$old_stamp" ]]; then
+    echo "build-tools: building netbird-$OLD_NETBIRD_VERSION (about 2 min cold) ..." >&2
+    rm -f "$bin/.netbird-old.stamp"
+    start=$SECONDS
+    (cd "$old_src" && CGO_ENABLED=0 go build -trimpath \
+        -ldflags "-s -w -X github.com/netbirdio/netbird/version.version=$OLD_NETBIRD_VERSION" \
+        -o "$bin/netbird-$OLD_NETBIRD_VERSION" github.com/netbirdio/netbird/client)
+    echo "$old_stamp" >"$bin/.netbird-old.stamp"
+    echo "build-tools: netbird-$OLD_NETBIRD_VERSION built in $((SECONDS - start)) s" >&2
+else
+    echo "build-tools: netbird-$OLD_NETBIRD_VERSION up to date" >&2
+fi
+
 # --- wireguard-go ------------------------------------------------------------
 # golang.zx2c4.com/wireguard's go.mod has no replace directives, so plain
 # `go install module@version` works. Its main package is the module root, so
@@ -75,6 +116,6 @@ else
     echo "build-tools: wireguard-go up to date" >&2
 fi
 
-for t in "${nb_tools[@]}" wireguard-go; do
+for t in "${nb_tools[@]}" netbird-server netbird "netbird-$OLD_NETBIRD_VERSION" wireguard-go; do
     echo "$bin/$t"
 done

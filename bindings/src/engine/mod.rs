@@ -189,9 +189,21 @@ impl Engine {
         })
     }
 
-    /// The interface settings for the current configuration (peers included).
+    /// The interface settings for the current configuration (peers included); with
+    /// management, what management gave (address, MTU, routed networks) once it has.
     pub fn interface_settings(&self) -> Result<InterfaceSettings, PeerlinkError> {
-        guard(|| Ok(lock(&self.inner.state).config.interface_settings()))
+        guard(|| {
+            let state = lock(&self.inner.state);
+            let managed = state
+                .run
+                .as_ref()
+                .and_then(|run| run.session.core.status().management)
+                .and_then(|m| m.interface);
+            Ok(match managed {
+                Some(interface) => state.config.managed_interface_settings(&interface),
+                None => state.config.interface_settings(),
+            })
+        })
     }
 
     /// This engine's WireGuard public key, base64.

@@ -2,6 +2,7 @@
 //! engine, no locks, no clock; [`TunnelModel`](super::TunnelModel) drives it.
 
 use crate::error::PeerlinkError;
+use crate::management::ManagementState;
 use crate::status::{EngineStatus, Event, IceState, PathKind, PeerActivity, RelayState, SignalState};
 
 /// The tunnel's lifecycle and, while it runs, its servers and network.
@@ -11,13 +12,15 @@ pub enum TunnelState {
     Stopped,
     /// `start` was called; the engine has not reported `Started` yet.
     Starting,
-    /// The engine runs. `signal` and `relay` are `None` when the configuration names no such
-    /// server; otherwise they follow `SignalStateChanged`/`RelayStateChanged`.
+    /// The engine runs. `signal`, `relay` and `management` are `None` when the configuration
+    /// names no such server; otherwise they follow `SignalStateChanged`, `RelayStateChanged` and
+    /// `ManagementStateChanged`.
     Running {
         listen_port: u16,
         online: bool,
         signal: Option<SignalState>,
         relay: Option<RelayState>,
+        management: Option<ManagementState>,
     },
     /// `stop` was called; the engine has not reported `Stopped` yet.
     Stopping,
@@ -90,6 +93,10 @@ impl Reducer {
             | Event::IceStateChanged { .. }
             | Event::NetworkChanged { .. }
             | Event::TunReplaced
+            // PeersUpdated follows a new map; the interface and DNS are the platform's.
+            | Event::InterfaceChanged { .. }
+            | Event::DnsChanged { .. }
+            | Event::ManagementStateChanged { .. }
             | Event::Stopped => false,
         }
     }
@@ -121,6 +128,7 @@ impl Reducer {
                     online: true,
                     signal: None,
                     relay: None,
+                    management: None,
                 }
             }
             Event::NetworkChanged { online: now } => {
@@ -138,6 +146,11 @@ impl Reducer {
                     *relay = Some(new.clone());
                 }
             }
+            Event::ManagementStateChanged { state: new } => {
+                if let TunnelState::Running { management, .. } = state {
+                    *management = Some(new.clone());
+                }
+            }
             Event::Stopped => match state {
                 // A failure stays visible until the app acts on it.
                 TunnelState::Failed { .. } => {}
@@ -153,6 +166,8 @@ impl Reducer {
             | Event::PeersUpdated { .. }
             | Event::IceStateChanged { .. }
             | Event::TunReplaced
+            | Event::InterfaceChanged { .. }
+            | Event::DnsChanged { .. }
             | Event::EventsLost { .. } => {}
         }
     }
@@ -180,6 +195,10 @@ impl Reducer {
             | Event::RelayStateChanged { .. }
             // Swapped in place: sessions and paths stay.
             | Event::TunReplaced
+            // The interface and the server state: nothing per peer (PeersUpdated follows a map).
+            | Event::InterfaceChanged { .. }
+            | Event::DnsChanged { .. }
+            | Event::ManagementStateChanged { .. }
             | Event::EventsLost { .. } => {}
         }
     }
@@ -212,12 +231,14 @@ impl Reducer {
             online,
             signal,
             relay,
+            management,
             ..
         } = &mut self.state
         {
             *online = status.network_online;
             *signal = status.signal.clone();
             *relay = status.relay.clone();
+            *management = status.management.as_ref().map(|m| m.state.clone());
         }
     }
 
@@ -248,6 +269,7 @@ mod tests {
             online: true,
             signal: None,
             relay: None,
+            management: None,
         }
     }
 
@@ -316,8 +338,27 @@ mod tests {
                 listen_port: 51820,
                 online: true,
                 signal: Some(signal),
-                relay: Some(relay)
+                relay: Some(relay),
+                management: None,
             }
+        );
+        let managed = reduced(
+            running(51820),
+            &[Event::ManagementStateChanged {
+                state: ManagementState::InvalidSetupKey {
+                    detail: "the setup key was refused".into(),
+                },
+            }],
+        );
+        assert!(
+            matches!(
+                managed.state,
+                TunnelState::Running {
+                    management: Some(ManagementState::InvalidSetupKey { .. }),
+                    ..
+                }
+            ),
+            "{managed:?}"
         );
         let before_start = reduced(
             TunnelState::Starting,

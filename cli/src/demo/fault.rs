@@ -323,6 +323,9 @@ fn switch(who: usize, event: Result<Event, RecvError>) -> Result<Input, DemoErro
             | Event::SignalStateChanged(_)
             | Event::RelayStateChanged(_)
             | Event::IceStateChanged { .. }
+            | Event::InterfaceChanged(_)
+            | Event::DnsChanged(_)
+            | Event::ManagementStateChanged(_)
             | Event::PeerActivity { .. }
             | Event::Stopped,
         )

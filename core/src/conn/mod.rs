@@ -30,4 +30,6 @@ pub struct ControlStatus {
     pub signal: Option<crate::signal::SignalState>,
     pub relay: Option<crate::relay::RelayState>,
     pub peers: HashMap<PublicKey, ConnStatus>,
+    /// Written by the engine's management task, when management is configured.
+    pub management: Option<crate::engine::ManagementStatus>,
 }

@@ -62,6 +62,8 @@ pub(crate) struct ControlPlane {
     pub relay: Option<Arc<RelayManager>>,
     /// Signal and what it receives; `None` runs direct paths only.
     pub signal: Option<(SignalHandle, mpsc::Receiver<Incoming>)>,
+    /// New STUN/TURN servers and credentials (from management), for the next ICE sessions.
+    pub ice_updates: watch::Receiver<Option<IceConfig>>,
 }
 
 /// Results of work the loop spawned.
@@ -147,6 +149,7 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
         ice,
         relay,
         signal,
+        mut ice_updates,
     } = cp;
     let mut relay_state = relay.as_ref().map(|r| r.state());
     let mut relay_events = relay.as_ref().map(|r| r.subscribe());
@@ -220,6 +223,13 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
             Some(event) = plane_events.recv() => s.on_plane(event, Instant::now()),
             Some(state) = changed(&mut signal_state) => s.on_signal_state(state, Instant::now()),
             Some(state) = changed(&mut relay_state) => s.on_relay_state(state, Instant::now()),
+            Ok(()) = ice_updates.changed() => {
+                // Sessions running keep their servers; the next ones use these. ICE is never
+                // turned off or on mid-run (connections were set up with or without it).
+                if let (Some(_), Some(config)) = (&s.ice, ice_updates.borrow_and_update().clone()) {
+                    s.ice = Some(config);
+                }
+            }
             Some(event) = relay_event(&mut relay_events) => s.on_relay_event(event, Instant::now()),
             _ = sleep_until(deadline) => s.on_timeout(Instant::now()),
         }

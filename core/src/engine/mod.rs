@@ -1,6 +1,7 @@
 //! The engine: owns the tun, the UDP socket and the peers, and runs the data plane tasks.
 
 mod dataplane;
+mod management;
 mod plane;
 mod status;
 mod table;
@@ -18,7 +19,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use crate::events::{Event, EVENT_CAPACITY};
-pub use status::{EngineStatus, PathStatus, PeerStatus, SwitchRecord};
+pub use status::{EngineStatus, ManagementStatus, PathStatus, PeerStatus, SwitchRecord};
 
 use crate::config::{EngineConfig, PeerConfig};
 use crate::conn::plane::DataPlane;
@@ -202,7 +203,7 @@ impl Engine {
             .signal
             .clone()
             .or_else(|| crate::conn::setup_signal(&config, &options.sockets));
-        shared.replace_peers(config.peers);
+        shared.replace_peers(config.peers.clone());
         let (shutdown, _) = watch::channel(false);
         let mut tasks = vec![
             tokio::spawn(dataplane::tun_loop(shared.clone(), shutdown.subscribe())),
@@ -216,38 +217,26 @@ impl Engine {
         ];
         if !control {
             *shared.plane_events_rx.lock() = Some(plane_events_rx);
+        } else if let Some(spec) = config.management.clone() {
+            let run = management::ManagementRun {
+                shared: shared.clone(),
+                spec,
+                base: config,
+                sockets: options.sockets.clone(),
+                tun_name: options.tun_name.clone(),
+                plane_events: plane_events_rx,
+            };
+            tasks.push(tokio::spawn(management::run(run, shutdown.subscribe())));
         } else {
-            let plane_events = plane_events_rx;
-            let signal = match signal {
-                Some(SignalSource::Grpc(grpc)) => {
-                    Some(crate::signal::connect_grpc(config.private_key.clone(), grpc)?)
-                }
-                Some(SignalSource::Hub(hub)) => Some(hub.connect(config.private_key.clone())),
-                None => None,
-            };
-            let relay = setup.relay.map(|r| Arc::new(RelayManager::start(r)));
-            {
-                let mut status = shared.control.lock();
-                status.signal = signal.as_ref().map(|(h, _)| h.state().borrow().clone());
-                status.relay = relay.as_ref().map(|r| r.state().borrow().clone());
-            }
-            let cp = ControlPlane {
-                plane: shared.clone() as Arc<dyn DataPlane>,
-                own: shared.public_key(),
-                wg_listen_port: listen_addr.port(),
-                ids: shared.ids.clone(),
-                inbound: shared.inbound.clone(),
-                events: shared.events.clone(),
-                peers: shared.peer_keys.subscribe(),
-                online: shared.online.subscribe(),
-                status: shared.control.clone(),
-                plane_events,
-                lazy: config.lazy,
-                ice: setup.ice,
-                relay,
+            let (_, ice_updates) = watch::channel(None);
+            let control = ControlInputs {
+                setup,
                 signal,
+                plane_events: plane_events_rx,
+                ice_updates,
             };
-            tasks.push(tokio::spawn(crate::conn::run(cp, shutdown.subscribe())));
+            let (task, _) = start_control(&shared, &config, control, shutdown.subscribe())?;
+            tasks.push(task);
         }
         tracing::info!(key = %shared.public_key(), listen = %listen_addr, "engine started");
         Ok(Engine {
@@ -352,6 +341,55 @@ impl Engine {
     }
 }
 
+/// What a control plane is started with.
+pub(crate) struct ControlInputs {
+    pub setup: ConnSetup,
+    pub signal: Option<SignalSource>,
+    pub plane_events: mpsc::Receiver<PlaneEvent>,
+    pub ice_updates: watch::Receiver<Option<crate::ice::IceConfig>>,
+}
+
+/// Connects signal, starts the relay manager and spawns the control plane on them; returns its
+/// task and the relay manager (management updates its token and servers).
+pub(crate) fn start_control(
+    shared: &Arc<Shared>,
+    config: &EngineConfig,
+    inputs: ControlInputs,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(JoinHandle<()>, Option<Arc<RelayManager>>), EngineError> {
+    let signal = match inputs.signal {
+        Some(SignalSource::Grpc(grpc)) => {
+            Some(crate::signal::connect_grpc(config.private_key.clone(), grpc)?)
+        }
+        Some(SignalSource::Hub(hub)) => Some(hub.connect(config.private_key.clone())),
+        None => None,
+    };
+    let relay = inputs.setup.relay.map(|r| Arc::new(RelayManager::start(r)));
+    {
+        let mut status = shared.control.lock();
+        status.signal = signal.as_ref().map(|(h, _)| h.state().borrow().clone());
+        status.relay = relay.as_ref().map(|r| r.state().borrow().clone());
+    }
+    let cp = ControlPlane {
+        plane: shared.clone() as Arc<dyn DataPlane>,
+        own: shared.public_key(),
+        wg_listen_port: shared.listen_addr.port(),
+        ids: shared.ids.clone(),
+        inbound: shared.inbound.clone(),
+        events: shared.events.clone(),
+        peers: shared.peer_keys.subscribe(),
+        online: shared.online.subscribe(),
+        status: shared.control.clone(),
+        plane_events: inputs.plane_events,
+        lazy: config.lazy,
+        ice: inputs.setup.ice,
+        relay: relay.clone(),
+        signal,
+        ice_updates: inputs.ice_updates,
+    };
+    Ok((tokio::spawn(crate::conn::run(cp, shutdown)), relay))
+}
+
 /// Reads an engine's status while it runs; `None` once it has stopped.
 #[derive(Clone)]
 pub struct StatusSource(std::sync::Weak<Shared>);
@@ -394,7 +432,7 @@ impl Shared {
         }
     }
 
-    fn replace_peers(&self, peers: Vec<PeerConfig>) {
+    pub(crate) fn replace_peers(&self, peers: Vec<PeerConfig>) {
         let mut next_index = self.update_lock.lock();
         let previous = self.table.load();
         let table = PeerTable::build(
@@ -442,7 +480,7 @@ impl Shared {
         });
     }
 
-    fn status(&self) -> EngineStatus {
+    pub(crate) fn status(&self) -> EngineStatus {
         let control = self.control.lock().clone();
         let table = self.table.load();
         let now = crate::clock::Instant::now();
@@ -459,6 +497,7 @@ impl Shared {
             drops: self.counters.snapshot(),
             signal: control.signal,
             relay: control.relay,
+            management: control.management,
         }
     }
 }

@@ -19,6 +19,20 @@ pub struct EngineStatus {
     pub signal: Option<crate::signal::SignalState>,
     /// The home relay's state; `None` without relay.
     pub relay: Option<crate::relay::RelayState>,
+    /// `None` when no management server is configured.
+    pub management: Option<ManagementStatus>,
+}
+
+/// The management client's view, for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagementStatus {
+    pub state: crate::mgmt::ManagementState,
+    /// The interface management gave (address, routes, this peer's name).
+    pub interface: Option<crate::mgmt::InterfaceConfig>,
+    /// The remote peers' names.
+    pub names: Vec<crate::mgmt::PeerName>,
+    /// Entries of the network maps skipped as malformed, in total.
+    pub skipped: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +149,17 @@ impl std::fmt::Display for EngineStatus {
         if let Some(relay) = &self.relay {
             writeln!(f, "  relay: {relay:?}")?;
         }
+        if let Some(m) = &self.management {
+            writeln!(f, "  management: {}", m.state)?;
+            if let Some(i) = &m.interface {
+                let list =
+                    |v: &[crate::net::IpNet]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+                writeln!(f, "  address: {} ({})", list(&i.addresses), i.fqdn)?;
+                if !i.routes.is_empty() {
+                    writeln!(f, "  routes: {}", list(&i.routes))?;
+                }
+            }
+        }
         let d = &self.drops;
         writeln!(
             f,
@@ -143,6 +168,13 @@ impl std::fmt::Display for EngineStatus {
         )?;
         for p in &self.peers {
             writeln!(f, "\npeer: {}", p.public_key.to_base64())?;
+            let name = self
+                .management
+                .as_ref()
+                .and_then(|m| m.names.iter().find(|n| n.key == p.public_key));
+            if let Some(name) = name.filter(|n| !n.fqdn.is_empty()) {
+                writeln!(f, "  name: {}", name.fqdn)?;
+            }
             match (&p.active_path, &p.remote) {
                 (Some(kind), Some(remote)) => writeln!(f, "  path: {kind} {remote}")?,
                 (Some(kind), None) => writeln!(f, "  path: {kind}")?,

@@ -6,7 +6,7 @@
 //! business; what to answer is [`Handshaker`]'s.
 
 pub mod backoff;
-mod grpc;
+pub(crate) mod grpc;
 pub mod handshaker;
 mod hub;
 mod inbound;

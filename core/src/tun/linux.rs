@@ -27,6 +27,20 @@ pub fn open(name: &str, addresses: &[IpNet], mtu: u16) -> Result<Tun, TunError> 
     Ok(tun)
 }
 
+/// Gives the interface `name` new addresses, MTU and routes (management changed them): the
+/// Linux form of "rebuild the tun", done in place since the fd stays valid.
+pub fn reconfigure(name: &str, addresses: &[IpNet], mtu: u16, routes: &[IpNet]) -> Result<(), TunError> {
+    ip(name, &["addr", "flush", "dev", name])?;
+    ip(name, &["link", "set", "dev", name, "mtu", &mtu.to_string()])?;
+    for a in addresses {
+        ip(name, &["addr", "add", &a.to_string(), "dev", name])?;
+    }
+    for r in routes {
+        ip(name, &["route", "replace", &r.to_string(), "dev", name])?;
+    }
+    Ok(())
+}
+
 fn open_tun_fd(name: &str) -> Result<RawFd, TunError> {
     let configure = |detail: String| TunError::Configure {
         name: name.to_owned(),

@@ -16,6 +16,11 @@ import os
 /// With a signal server configured, updates also carry `.signalStateChanged`,
 /// `.relayStateChanged` and `.iceStateChanged(peer:state:)` events; `engine.status()` has each
 /// path's `health`, `usable`, `lastProofMsAgo` and `rttMs`, and each peer's recent `switches`.
+///
+/// With a management server configured (`EngineConfig.management`), the address, routes and
+/// MTU come from there: on each `.interfaceChanged` the tunnel re-applies its network settings
+/// (the utun and its fd stay, so the engine keeps its peers and paths); the app writes nothing
+/// for it. `.managementStateChanged(state:)` and `engine.status().management` say how it goes.
 public actor PeerlinkTunnel {
     public enum Failure: Error {
         /// The provider was released before the tunnel started.
@@ -98,13 +103,28 @@ public actor PeerlinkTunnel {
     private func startPump() {
         let model = self.model
         let continuation = self.continuation
-        pump = Task.detached {
+        pump = Task.detached { [weak self] in
             // nil once the engine has stopped and every event before that was read.
             while let update = await model.nextUpdate() {
+                if case .interfaceChanged = update.event {
+                    await self?.applyManagedSettings()
+                }
                 if case .dropped = continuation.yield(update) {
                     model.eventsDropped(count: 1)
                 }
             }
+        }
+    }
+
+    /// Management changed the interface: re-apply the settings on the same utun.
+    private func applyManagedSettings() async {
+        guard let provider else { return }
+        do {
+            let settings = try Self.networkSettings(model.interfaceSettings())
+            try await provider.setTunnelNetworkSettings(settings)
+        } catch {
+            Self.log.error(
+                "applying management's interface settings failed: \(String(describing: error), privacy: .public)")
         }
     }
 

@@ -1,7 +1,7 @@
 //! The gRPC client of NetBird's signal server (`signalexchange.SignalExchange`), on tonic's
 //! generic client with hand-written prost messages.
 
-mod dial;
+pub(crate) mod dial;
 mod run;
 
 use std::sync::Arc;

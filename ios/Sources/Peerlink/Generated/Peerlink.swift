@@ -624,7 +624,8 @@ fileprivate struct FfiConverterString: FfiConverter {
 public protocol EngineProtocol: AnyObject, Sendable {
     
     /**
-     * The interface settings for the current configuration (peers included).
+     * The interface settings for the current configuration (peers included); with
+     * management, what management gave (address, MTU, routed networks) once it has.
      */
     func interfaceSettings() throws  -> InterfaceSettings
     
@@ -752,7 +753,8 @@ public convenience init(config: EngineConfig, platform: Platform?)throws  {
 
     
     /**
-     * The interface settings for the current configuration (peers included).
+     * The interface settings for the current configuration (peers included); with
+     * management, what management gave (address, MTU, routed networks) once it has.
      */
 open func interfaceSettings()throws  -> InterfaceSettings  {
     return try  FfiConverterTypeInterfaceSettings_lift(try rustCallWithError(FfiConverterTypePeerlinkError_lift) {
@@ -1607,6 +1609,10 @@ public struct EngineConfig: Equatable, Hashable {
      */
     public var ice: IceConfig?
     /**
+     * NetBird's management server: the address, peers and servers come from there.
+     */
+    public var management: ManagementConfig?
+    /**
      * Lazy connections: a peer's connection closes after `inactivity_threshold_secs` without
      * data (default 900, at least 60) and opens again when a packet or the peer needs it.
      * `true` keeps every connection open.
@@ -1649,6 +1655,9 @@ public struct EngineConfig: Equatable, Hashable {
          * ICE with STUN and TURN servers; needs `signal`.
          */ice: IceConfig? = nil, 
         /**
+         * NetBird's management server: the address, peers and servers come from there.
+         */management: ManagementConfig? = nil, 
+        /**
          * Lazy connections: a peer's connection closes after `inactivity_threshold_secs` without
          * data (default 900, at least 60) and opens again when a packet or the peer needs it.
          * `true` keeps every connection open.
@@ -1664,6 +1673,7 @@ public struct EngineConfig: Equatable, Hashable {
         self.signal = signal
         self.relay = relay
         self.ice = ice
+        self.management = management
         self.lazyDisabled = lazyDisabled
         self.inactivityThresholdSecs = inactivityThresholdSecs
     }
@@ -1695,6 +1705,7 @@ public struct FfiConverterTypeEngineConfig: FfiConverterRustBuffer {
                 signal: FfiConverterOptionTypeSignalConfig.read(from: &buf), 
                 relay: FfiConverterOptionTypeRelayConfig.read(from: &buf), 
                 ice: FfiConverterOptionTypeIceConfig.read(from: &buf), 
+                management: FfiConverterOptionTypeManagementConfig.read(from: &buf), 
                 lazyDisabled: FfiConverterBool.read(from: &buf), 
                 inactivityThresholdSecs: FfiConverterOptionUInt64.read(from: &buf)
         )
@@ -1712,6 +1723,7 @@ public struct FfiConverterTypeEngineConfig: FfiConverterRustBuffer {
         FfiConverterOptionTypeSignalConfig.write(value.signal, into: &buf)
         FfiConverterOptionTypeRelayConfig.write(value.relay, into: &buf)
         FfiConverterOptionTypeIceConfig.write(value.ice, into: &buf)
+        FfiConverterOptionTypeManagementConfig.write(value.management, into: &buf)
         FfiConverterBool.write(value.lazyDisabled, into: &buf)
         FfiConverterOptionUInt64.write(value.inactivityThresholdSecs, into: &buf)
     }
@@ -1820,6 +1832,10 @@ public struct EngineStatus: Equatable, Hashable {
      * `None` without relay servers in the configuration.
      */
     public var relay: RelayState?
+    /**
+     * `None` without a management server in the configuration.
+     */
+    public var management: ManagementStatus?
     public var peers: [PeerStatus]
     public var drops: EngineDrops
 
@@ -1840,13 +1856,17 @@ public struct EngineStatus: Equatable, Hashable {
          */signal: SignalState?, 
         /**
          * `None` without relay servers in the configuration.
-         */relay: RelayState?, peers: [PeerStatus], drops: EngineDrops) {
+         */relay: RelayState?, 
+        /**
+         * `None` without a management server in the configuration.
+         */management: ManagementStatus?, peers: [PeerStatus], drops: EngineDrops) {
         self.publicKey = publicKey
         self.listenAddr = listenAddr
         self.listenPort = listenPort
         self.networkOnline = networkOnline
         self.signal = signal
         self.relay = relay
+        self.management = management
         self.peers = peers
         self.drops = drops
     }
@@ -1873,6 +1893,7 @@ public struct FfiConverterTypeEngineStatus: FfiConverterRustBuffer {
                 networkOnline: FfiConverterBool.read(from: &buf), 
                 signal: FfiConverterOptionTypeSignalState.read(from: &buf), 
                 relay: FfiConverterOptionTypeRelayState.read(from: &buf), 
+                management: FfiConverterOptionTypeManagementStatus.read(from: &buf), 
                 peers: FfiConverterSequenceTypePeerStatus.read(from: &buf), 
                 drops: FfiConverterTypeEngineDrops.read(from: &buf)
         )
@@ -1885,6 +1906,7 @@ public struct FfiConverterTypeEngineStatus: FfiConverterRustBuffer {
         FfiConverterBool.write(value.networkOnline, into: &buf)
         FfiConverterOptionTypeSignalState.write(value.signal, into: &buf)
         FfiConverterOptionTypeRelayState.write(value.relay, into: &buf)
+        FfiConverterOptionTypeManagementStatus.write(value.management, into: &buf)
         FfiConverterSequenceTypePeerStatus.write(value.peers, into: &buf)
         FfiConverterTypeEngineDrops.write(value.drops, into: &buf)
     }
@@ -2180,6 +2202,323 @@ public func FfiConverterTypeKeyPair_lift(_ buf: RustBuffer) throws -> KeyPair {
 #endif
 public func FfiConverterTypeKeyPair_lower(_ value: KeyPair) -> RustBuffer {
     return FfiConverterTypeKeyPair.lower(value)
+}
+
+
+/**
+ * DNS settings from management, for the app's interface (the engine resolves nothing).
+ */
+public struct ManagedDns: Equatable, Hashable {
+    /**
+     * `ip:port`, primary first.
+     */
+    public var servers: [String]
+    public var matchDomains: [String]
+    public var searchDomains: [String]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `ip:port`, primary first.
+         */servers: [String], matchDomains: [String], searchDomains: [String]) {
+        self.servers = servers
+        self.matchDomains = matchDomains
+        self.searchDomains = searchDomains
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ManagedDns: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeManagedDns: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManagedDns {
+        return
+            try ManagedDns(
+                servers: FfiConverterSequenceString.read(from: &buf), 
+                matchDomains: FfiConverterSequenceString.read(from: &buf), 
+                searchDomains: FfiConverterSequenceString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ManagedDns, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.servers, into: &buf)
+        FfiConverterSequenceString.write(value.matchDomains, into: &buf)
+        FfiConverterSequenceString.write(value.searchDomains, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagedDns_lift(_ buf: RustBuffer) throws -> ManagedDns {
+    return try FfiConverterTypeManagedDns.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagedDns_lower(_ value: ManagedDns) -> RustBuffer {
+    return FfiConverterTypeManagedDns.lower(value)
+}
+
+
+/**
+ * The VPN interface management asks for: rebuild it with these and call `set_tun` (the
+ * Kotlin and Swift helpers do this themselves).
+ */
+public struct ManagedInterface: Equatable, Hashable {
+    /**
+     * e.g. `100.64.0.5/16`.
+     */
+    public var addresses: [String]
+    public var mtu: UInt16
+    /**
+     * Networks routed through peers (besides the overlay network of `addresses`).
+     */
+    public var routes: [String]
+    /**
+     * This device's name in the network.
+     */
+    public var fqdn: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * e.g. `100.64.0.5/16`.
+         */addresses: [String], mtu: UInt16, 
+        /**
+         * Networks routed through peers (besides the overlay network of `addresses`).
+         */routes: [String], 
+        /**
+         * This device's name in the network.
+         */fqdn: String) {
+        self.addresses = addresses
+        self.mtu = mtu
+        self.routes = routes
+        self.fqdn = fqdn
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ManagedInterface: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeManagedInterface: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManagedInterface {
+        return
+            try ManagedInterface(
+                addresses: FfiConverterSequenceString.read(from: &buf), 
+                mtu: FfiConverterUInt16.read(from: &buf), 
+                routes: FfiConverterSequenceString.read(from: &buf), 
+                fqdn: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ManagedInterface, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.addresses, into: &buf)
+        FfiConverterUInt16.write(value.mtu, into: &buf)
+        FfiConverterSequenceString.write(value.routes, into: &buf)
+        FfiConverterString.write(value.fqdn, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagedInterface_lift(_ buf: RustBuffer) throws -> ManagedInterface {
+    return try FfiConverterTypeManagedInterface.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagedInterface_lower(_ value: ManagedInterface) -> RustBuffer {
+    return FfiConverterTypeManagedInterface.lower(value)
+}
+
+
+/**
+ * Join a NetBird network: with this set, the tunnel address, the peers and the servers come
+ * from management (leave `addresses`, `peers`, `signal`, `relay` empty). The peer's identity
+ * is `private_key`: store it in the Keystore/Keychain and reuse it on every start.
+ */
+public struct ManagementConfig: Equatable, Hashable {
+    /**
+     * `https://host:port` (or `http://` for a server without TLS).
+     */
+    public var url: String
+    /**
+     * A setup key from the NetBird dashboard; only needed until this key is registered.
+     * Never logged.
+     */
+    public var setupKey: String
+    /**
+     * The device's name in the network; unset means the system's host name.
+     */
+    public var hostname: String?
+    /**
+     * PEM CA certificate(s) to trust besides the public roots (a self-hosted server).
+     */
+    public var caPem: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * `https://host:port` (or `http://` for a server without TLS).
+         */url: String, 
+        /**
+         * A setup key from the NetBird dashboard; only needed until this key is registered.
+         * Never logged.
+         */setupKey: String = "", 
+        /**
+         * The device's name in the network; unset means the system's host name.
+         */hostname: String? = nil, 
+        /**
+         * PEM CA certificate(s) to trust besides the public roots (a self-hosted server).
+         */caPem: String? = nil) {
+        self.url = url
+        self.setupKey = setupKey
+        self.hostname = hostname
+        self.caPem = caPem
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ManagementConfig: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeManagementConfig: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManagementConfig {
+        return
+            try ManagementConfig(
+                url: FfiConverterString.read(from: &buf), 
+                setupKey: FfiConverterString.read(from: &buf), 
+                hostname: FfiConverterOptionString.read(from: &buf), 
+                caPem: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ManagementConfig, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.url, into: &buf)
+        FfiConverterString.write(value.setupKey, into: &buf)
+        FfiConverterOptionString.write(value.hostname, into: &buf)
+        FfiConverterOptionString.write(value.caPem, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagementConfig_lift(_ buf: RustBuffer) throws -> ManagementConfig {
+    return try FfiConverterTypeManagementConfig.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagementConfig_lower(_ value: ManagementConfig) -> RustBuffer {
+    return FfiConverterTypeManagementConfig.lower(value)
+}
+
+
+/**
+ * Management's part of the status.
+ */
+public struct ManagementStatus: Equatable, Hashable {
+    public var state: ManagementState
+    /**
+     * The interface management gave, once it has.
+     */
+    public var interface: ManagedInterface?
+    /**
+     * Network-map entries skipped as malformed since start.
+     */
+    public var skipped: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(state: ManagementState, 
+        /**
+         * The interface management gave, once it has.
+         */interface: ManagedInterface?, 
+        /**
+         * Network-map entries skipped as malformed since start.
+         */skipped: UInt64) {
+        self.state = state
+        self.interface = interface
+        self.skipped = skipped
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ManagementStatus: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeManagementStatus: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManagementStatus {
+        return
+            try ManagementStatus(
+                state: FfiConverterTypeManagementState.read(from: &buf), 
+                interface: FfiConverterOptionTypeManagedInterface.read(from: &buf), 
+                skipped: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ManagementStatus, into buf: inout [UInt8]) {
+        FfiConverterTypeManagementState.write(value.state, into: &buf)
+        FfiConverterOptionTypeManagedInterface.write(value.interface, into: &buf)
+        FfiConverterUInt64.write(value.skipped, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagementStatus_lift(_ buf: RustBuffer) throws -> ManagementStatus {
+    return try FfiConverterTypeManagementStatus.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagementStatus_lower(_ value: ManagementStatus) -> RustBuffer {
+    return FfiConverterTypeManagementStatus.lower(value)
 }
 
 
@@ -3214,6 +3553,22 @@ public enum Event: Equatable, Hashable {
     case eventsLost(missed: UInt64
     )
     /**
+     * Management gave a new address, MTU or routes: rebuild the VPN interface with them and
+     * call `set_tun` (PeerlinkTunnel on Android and iOS does it).
+     */
+    case interfaceChanged(interface: ManagedInterface
+    )
+    /**
+     * Management's DNS settings changed.
+     */
+    case dnsChanged(dns: ManagedDns
+    )
+    /**
+     * The management client's state changed (also in `status().management`).
+     */
+    case managementStateChanged(state: ManagementState
+    )
+    /**
      * The engine stopped; `next_event` returns `None` after this.
      */
     case stopped
@@ -3273,7 +3628,16 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
         case 12: return .eventsLost(missed: try FfiConverterUInt64.read(from: &buf)
         )
         
-        case 13: return .stopped
+        case 13: return .interfaceChanged(interface: try FfiConverterTypeManagedInterface.read(from: &buf)
+        )
+        
+        case 14: return .dnsChanged(dns: try FfiConverterTypeManagedDns.read(from: &buf)
+        )
+        
+        case 15: return .managementStateChanged(state: try FfiConverterTypeManagementState.read(from: &buf)
+        )
+        
+        case 16: return .stopped
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -3350,8 +3714,23 @@ public struct FfiConverterTypeEvent: FfiConverterRustBuffer {
             FfiConverterUInt64.write(missed, into: &buf)
             
         
-        case .stopped:
+        case let .interfaceChanged(interface):
             writeInt(&buf, Int32(13))
+            FfiConverterTypeManagedInterface.write(interface, into: &buf)
+            
+        
+        case let .dnsChanged(dns):
+            writeInt(&buf, Int32(14))
+            FfiConverterTypeManagedDns.write(dns, into: &buf)
+            
+        
+        case let .managementStateChanged(state):
+            writeInt(&buf, Int32(15))
+            FfiConverterTypeManagementState.write(state, into: &buf)
+            
+        
+        case .stopped:
+            writeInt(&buf, Int32(16))
         
         }
     }
@@ -3557,6 +3936,144 @@ public func FfiConverterTypeLogLevel_lift(_ buf: RustBuffer) throws -> LogLevel 
 #endif
 public func FfiConverterTypeLogLevel_lower(_ value: LogLevel) -> RustBuffer {
     return FfiConverterTypeLogLevel.lower(value)
+}
+
+
+
+/**
+ * Where the engine stands with management.
+ */
+
+public enum ManagementState: Equatable, Hashable {
+    
+    case connecting
+    /**
+     * Logged in, the network map stream is open; `serial` is the last map applied.
+     */
+    case connected(serial: UInt64?
+    )
+    /**
+     * Unreachable or refused for now; retrying with backoff while the network is up.
+     */
+    case retrying(attempt: UInt32, detail: String
+    )
+    /**
+     * The app said there is no network.
+     */
+    case offline
+    /**
+     * The setup key is unknown, revoked, expired or used up: ask the user for a new one.
+     */
+    case invalidSetupKey(detail: String
+    )
+    /**
+     * The server wants a user login (SSO) or the login expired; peerlink has no SSO flow.
+     */
+    case loginRequired(detail: String
+    )
+    /**
+     * Any other permanent failure (a bad URL).
+     */
+    case failed(detail: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension ManagementState: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeManagementState: FfiConverterRustBuffer {
+    typealias SwiftType = ManagementState
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ManagementState {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .connecting
+        
+        case 2: return .connected(serial: try FfiConverterOptionUInt64.read(from: &buf)
+        )
+        
+        case 3: return .retrying(attempt: try FfiConverterUInt32.read(from: &buf), detail: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 4: return .offline
+        
+        case 5: return .invalidSetupKey(detail: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 6: return .loginRequired(detail: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 7: return .failed(detail: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ManagementState, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .connecting:
+            writeInt(&buf, Int32(1))
+        
+        
+        case let .connected(serial):
+            writeInt(&buf, Int32(2))
+            FfiConverterOptionUInt64.write(serial, into: &buf)
+            
+        
+        case let .retrying(attempt,detail):
+            writeInt(&buf, Int32(3))
+            FfiConverterUInt32.write(attempt, into: &buf)
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case .offline:
+            writeInt(&buf, Int32(4))
+        
+        
+        case let .invalidSetupKey(detail):
+            writeInt(&buf, Int32(5))
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .loginRequired(detail):
+            writeInt(&buf, Int32(6))
+            FfiConverterString.write(detail, into: &buf)
+            
+        
+        case let .failed(detail):
+            writeInt(&buf, Int32(7))
+            FfiConverterString.write(detail, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagementState_lift(_ buf: RustBuffer) throws -> ManagementState {
+    return try FfiConverterTypeManagementState.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeManagementState_lower(_ value: ManagementState) -> RustBuffer {
+    return FfiConverterTypeManagementState.lower(value)
 }
 
 
@@ -4355,10 +4872,11 @@ public enum TunnelState: Equatable, Hashable {
      */
     case starting
     /**
-     * The engine runs. `signal` and `relay` are `None` when the configuration names no such
-     * server; otherwise they follow `SignalStateChanged`/`RelayStateChanged`.
+     * The engine runs. `signal`, `relay` and `management` are `None` when the configuration
+     * names no such server; otherwise they follow `SignalStateChanged`, `RelayStateChanged` and
+     * `ManagementStateChanged`.
      */
-    case running(listenPort: UInt16, online: Bool, signal: SignalState?, relay: RelayState?
+    case running(listenPort: UInt16, online: Bool, signal: SignalState?, relay: RelayState?, management: ManagementState?
     )
     /**
      * `stop` was called; the engine has not reported `Stopped` yet.
@@ -4394,7 +4912,7 @@ public struct FfiConverterTypeTunnelState: FfiConverterRustBuffer {
         
         case 2: return .starting
         
-        case 3: return .running(listenPort: try FfiConverterUInt16.read(from: &buf), online: try FfiConverterBool.read(from: &buf), signal: try FfiConverterOptionTypeSignalState.read(from: &buf), relay: try FfiConverterOptionTypeRelayState.read(from: &buf)
+        case 3: return .running(listenPort: try FfiConverterUInt16.read(from: &buf), online: try FfiConverterBool.read(from: &buf), signal: try FfiConverterOptionTypeSignalState.read(from: &buf), relay: try FfiConverterOptionTypeRelayState.read(from: &buf), management: try FfiConverterOptionTypeManagementState.read(from: &buf)
         )
         
         case 4: return .stopping
@@ -4418,12 +4936,13 @@ public struct FfiConverterTypeTunnelState: FfiConverterRustBuffer {
             writeInt(&buf, Int32(2))
         
         
-        case let .running(listenPort,online,signal,relay):
+        case let .running(listenPort,online,signal,relay,management):
             writeInt(&buf, Int32(3))
             FfiConverterUInt16.write(listenPort, into: &buf)
             FfiConverterBool.write(online, into: &buf)
             FfiConverterOptionTypeSignalState.write(signal, into: &buf)
             FfiConverterOptionTypeRelayState.write(relay, into: &buf)
+            FfiConverterOptionTypeManagementState.write(management, into: &buf)
             
         
         case .stopping:
@@ -4601,6 +5120,78 @@ fileprivate struct FfiConverterOptionTypeIceConfig: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeManagedInterface: FfiConverterRustBuffer {
+    typealias SwiftType = ManagedInterface?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeManagedInterface.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeManagedInterface.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeManagementConfig: FfiConverterRustBuffer {
+    typealias SwiftType = ManagementConfig?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeManagementConfig.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeManagementConfig.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeManagementStatus: FfiConverterRustBuffer {
+    typealias SwiftType = ManagementStatus?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeManagementStatus.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeManagementStatus.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeRelayConfig: FfiConverterRustBuffer {
     typealias SwiftType = RelayConfig?
 
@@ -4713,6 +5304,30 @@ fileprivate struct FfiConverterOptionTypeIceState: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeIceState.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeManagementState: FfiConverterRustBuffer {
+    typealias SwiftType = ManagementState?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeManagementState.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeManagementState.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -5260,7 +5875,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_peerlink_ffi_checksum_func_find_utun_fd() != 43911) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_peerlink_ffi_checksum_method_engine_interface_settings() != 23130) {
+    if (uniffi_peerlink_ffi_checksum_method_engine_interface_settings() != 52604) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_peerlink_ffi_checksum_method_engine_network_changed() != 33170) {

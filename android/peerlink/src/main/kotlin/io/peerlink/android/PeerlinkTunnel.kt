@@ -6,6 +6,7 @@ import android.net.Network
 import android.net.NetworkCapabilities
 import android.net.NetworkRequest
 import android.net.VpnService
+import android.os.ParcelFileDescriptor
 import io.peerlink.EngineConfig
 import io.peerlink.Event
 import io.peerlink.InterfaceSettings
@@ -15,9 +16,13 @@ import io.peerlink.PeerlinkSession
 import io.peerlink.Platform
 import io.peerlink.TunnelState
 import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.Job
 import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.filterIsInstance
 import kotlinx.coroutines.flow.StateFlow
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
 import java.util.concurrent.ConcurrentHashMap
 
@@ -33,7 +38,7 @@ import java.util.concurrent.ConcurrentHashMap
 class PeerlinkTunnel(
     private val service: VpnService,
     config: EngineConfig,
-    scope: CoroutineScope,
+    private val scope: CoroutineScope,
     private val options: Options = Options(),
 ) : AutoCloseable {
     class Options(
@@ -54,6 +59,13 @@ class PeerlinkTunnel(
     private val connectivity = service.getSystemService(ConnectivityManager::class.java)
     private val networks = ConcurrentHashMap<Long, Network>()
     private var callback: ConnectivityManager.NetworkCallback? = null
+    private var rebuilds: Job? = null
+
+    /**
+     * The other end of the placeholder tun the engine starts on when management has not given
+     * an address yet (Android's `establish()` needs one); closed once the real interface is in.
+     */
+    private var placeholder: ParcelFileDescriptor? = null
 
     val state: StateFlow<TunnelState> get() = session.state
     val peers: StateFlow<Map<String, PeerState>> get() = session.peers
@@ -70,8 +82,37 @@ class PeerlinkTunnel(
      * prepared as the VPN (`VpnService.prepare` from an Activity) or be the always-on VPN.
      */
     suspend fun start() {
-        session.start(establish(session.interfaceSettings()))
+        followManagement()
+        val settings = session.interfaceSettings()
+        // With management, the address comes after login: start on a placeholder (a packet
+        // socketpair stands in for a tun) and build the interface on the first InterfaceChanged.
+        val fd = if (settings.addresses.isEmpty()) placeholderFd() else establish(settings)
+        session.start(fd)
         registerNetworkCallback()
+    }
+
+    private fun placeholderFd(): Int {
+        val pair = ParcelFileDescriptor.createReliableSocketPair()
+        placeholder = pair[1]
+        // The engine owns this end from here, as it owns an established interface's fd.
+        return pair[0].detachFd()
+    }
+
+    /**
+     * With a management server, the address and routes come from there: each
+     * `InterfaceChanged` rebuilds the VPN interface and hands the new fd to the engine, which
+     * keeps its peers and paths (the app writes nothing for it). Subscribed before `start`, so
+     * the first one is not missed.
+     */
+    private fun followManagement() {
+        if (rebuilds != null) return
+        rebuilds = scope.launch(start = CoroutineStart.UNDISPATCHED) {
+            session.events.filterIsInstance<Event.InterfaceChanged>().collect {
+                session.setTun(establish(session.interfaceSettings()))
+                placeholder?.close()
+                placeholder = null
+            }
+        }
     }
 
     /** Replaces the peers; rebuilds the interface if their routes changed. */
@@ -84,7 +125,11 @@ class PeerlinkTunnel(
     /** Stops the engine (bounded; it closes the tun fd) and stops following networks. */
     suspend fun stop() {
         unregisterNetworkCallback()
+        rebuilds?.cancel()
+        rebuilds = null
         session.stop()
+        placeholder?.close()
+        placeholder = null
     }
 
     /** Frees the engine. Call [stop] first; the tunnel is unusable afterwards. */
