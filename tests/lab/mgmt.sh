@@ -118,10 +118,12 @@ mgmt_up() {
 }
 
 # mgmt_go_peer NS NAME [BINARY]: NetBird's Go client (default: the pinned release, `netbird`).
+# Lazy connections off unless MGMT_GO_LAZY is a threshold (a Go duration such as 1m): then on.
 mgmt_go_peer() {
-    local ns=$1 name=$2 dir=$LAB_TMP/$2 bin=${3:-netbird}
+    local ns=$1 name=$2 dir=$LAB_TMP/$2 bin=${3:-netbird} lazy=(NB_LAZY_CONN=off)
+    [[ -z ${MGMT_GO_LAZY:-} ]] || lazy=(NB_LAZY_CONN=on NB_LAZY_CONN_INACTIVITY_THRESHOLD="$MGMT_GO_LAZY")
     mkdir -p "$dir"
-    lab_bg "$ns" "$LAB_TMP/$name.log" env NB_WG_KERNEL_DISABLED=true NB_RELAY_TRANSPORT=ws NB_LAZY_CONN=off \
+    lab_bg "$ns" "$LAB_TMP/$name.log" env NB_WG_KERNEL_DISABLED=true NB_RELAY_TRANSPORT=ws "${lazy[@]}" \
         NB_STATE_DIR="$dir" HOME="$dir" "$PEERLINK_BIN/$bin" up -F --setup-key "$MGMT_SETUP_KEY" \
         --management-url "$MGMT_URL" --hostname "$name" --disable-dns --config "$dir/default.json" \
         --log-file console

@@ -9,7 +9,8 @@
 # blocked over NetBird's relay.
 # Prints "figure" lines: peerlink start with a setup key → first reply from the Go peer
 # (FIGURE_RUNS=N repeats the LAN and NAT figures N times and prints the medians).
-# LAB_ONLY="nat blk" picks the NAT sections (default: both); the LAN part always runs.
+# LAB_ONLY="nat blk lazy" picks the NAT sections and the lazy-connection section with a lazy Go
+# peer (default: all); the LAN part always runs.
 # MEMORY_PEERS=N (a figure, off by default): registers N offline peers (core's mgmt_register
 # example, built with `cargo build --release -p peerlink-core --example mgmt_register`) and
 # prints the resident memory of one peerlink engine in that network.
@@ -200,6 +201,41 @@ lab_check "after a server restart peerlink A <-> Go peer ping both ways" bash -c
 lab_check "the server restart and the re-sync left A's path to the Go peer alone (no switch)" \
     test "$(go_switches)" -eq "$switches_before"
 
+# --- lazy connections with NetBird's Go client (issue 12): idle, and woken from either side -------
+# A Go peer with lazy connections on (NetBird starts such peers closed and closes them after its
+# threshold, checked once a minute) and a peerlink peer whose threshold is 60 s: the pair goes
+# idle (peerlink's GO_IDLE closes the Go side), and a ping from either side wakes both.
+if want lazy; then
+    LZ=nbmlz$LAB_TAG LG=nbmlg$LAB_TAG
+    lab_ns "$LZ"
+    _nat_join_lan "$A-r" 1 "$LZ" 8
+    lab_ns "$LG"
+    _nat_join_lan "$A-r" 1 "$LG" 9
+    MGMT_GO_LAZY=1m mgmt_go_peer "$LG" golazy
+    lab_wait 20 "golazy's address" bash -c "[[ -n \$(ip -n $LG -4 addr show wt0 2>/dev/null | grep inet) ]]" || true
+    GOLZ_IP=$(mgmt_peer_ip golazy)
+    printf '[lazy]\ninactivity_threshold_secs = 60\n' >"$LAB_TMP/pllazy.toml"
+    lab_bg "$LZ" "$LAB_TMP/pllazy.log" env RUST_LOG="${RUST_LOG:-info}" "$PEERLINK" up --config "$LAB_TMP/pllazy.toml" \
+        --management-url "$MGMT_URL" --setup-key "$MGMT_SETUP_KEY" --hostname pllazy --interface pllazy \
+        --key-file "$LAB_TMP/pllazy.key"
+    PLLZ_PID=$LAB_PID
+    lab_check "lazy: peerlink reaches the lazy Go peer (our offer opens its side)" first_reply "$LZ" "$GOLZ_IP"
+    PLLZ_IP=$(mgmt_peer_ip pllazy)
+    # go_lazy_is STATE: peerlink's connection to the Go peer is in STATE.
+    go_lazy_is() { "$PEERLINK" status --interface pllazy | grep -A4 'name: golazy' | grep -q "connection: $1"; }
+    # wake_from NS IP: five pings 1 s apart, each waiting up to 10 s: at least one answered
+    # (ping fails only when none is). NetBird's side may drop the packet that woke it.
+    wake_from() { ip netns exec "$1" ping -n -c 5 -i 1 -W 10 "$2"; }
+    lab_check "lazy: quiet for 60 s, peerlink closes the connection to the Go peer" \
+        lab_wait 110 "pllazy idle towards golazy" go_lazy_is idle
+    lab_check "lazy: a ping from the Go peer wakes both sides and is answered" wake_from "$LG" "$PLLZ_IP"
+    lab_check "lazy: peerlink's connection is open again" go_lazy_is "active\|waking"
+    lab_check "lazy: quiet again, idle again" lab_wait 110 "pllazy idle again" go_lazy_is idle
+    lab_check "lazy: a ping from peerlink wakes both sides and is answered" wake_from "$LZ" "$GOLZ_IP"
+    [[ $LAB_LAST_OK == 1 ]] || "$PEERLINK" status --interface pllazy | sed 's/^/#   /'
+    mgmt_stop "$PLLZ_PID"
+    mgmt_stop "$MGMT_GO_PID"
+fi
 
 lan_ns() { lab_ns "$1"; _nat_join_lan "$A-r" 1 "$1" $((10 + $2)); }
 figure_runs lan_ns LAN "$GO_IP"
