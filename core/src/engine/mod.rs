@@ -435,6 +435,12 @@ impl Shared {
     pub(crate) fn replace_peers(&self, peers: Vec<PeerConfig>) {
         let mut next_index = self.update_lock.lock();
         let previous = self.table.load();
+        // A kept peer keeps its `Peer` (and the configuration it was made with): what may change
+        // in place (the endpoint, always-on) is read from the new configuration.
+        let wanted: Vec<(PublicKey, Option<SocketAddr>, bool)> = peers
+            .iter()
+            .map(|p| (p.public_key, p.endpoint, p.always_on))
+            .collect();
         let table = PeerTable::build(
             &self.private_key,
             peers,
@@ -442,11 +448,12 @@ impl Shared {
             &self.rate_limiter,
             &mut next_index,
         );
-        for peer in table.by_key.values() {
-            let Some(endpoint) = peer.config.endpoint else {
+        for (key, endpoint, _) in &wanted {
+            let (Some(peer), Some(endpoint)) = (table.by_key.get(key), endpoint) else {
                 continue;
             };
-            if let DirectPath::Created(path) = peer.direct_path(&self.udp, endpoint, || self.next_path_id()) {
+            if let DirectPath::Created(path) = peer.direct_path(&self.udp, *endpoint, || self.next_path_id())
+            {
                 self.report(PlaneEvent::PathAdded {
                     peer: peer.key,
                     id: path.id,
@@ -454,10 +461,9 @@ impl Shared {
             }
         }
         let count = table.by_key.len();
-        let keys = table
-            .by_key
-            .values()
-            .map(|p| (p.key, p.config.always_on))
+        let keys = wanted
+            .iter()
+            .map(|(key, _, always_on)| (*key, *always_on))
             .collect();
         self.table.store(Arc::new(table));
         tracing::debug!(count, "peers updated");

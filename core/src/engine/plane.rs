@@ -294,6 +294,43 @@ mod tests {
         lab.engine.stop().await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_update_that_adds_an_endpoint_attaches_a_direct_path_to_the_kept_peer() {
+        let lab = Lab::start();
+        let own = lab.engine.public_key();
+        let endpoint: std::net::SocketAddr = "127.0.0.1:9".parse().expect("address");
+        let update = |endpoint: Option<std::net::SocketAddr>| {
+            crate::config::validate_peers(
+                &[PeerSpec {
+                    public_key: lab.peer.to_base64(),
+                    allowed_ips: vec!["10.98.0.2/32".into()],
+                    endpoint: endpoint.map(|e| e.to_string()),
+                    ..Default::default()
+                }],
+                own,
+            )
+            .expect("valid")
+        };
+        lab.engine.update_peers(update(Some(endpoint)));
+        let direct: Vec<_> = lab
+            .shared()
+            .observe(&lab.peer)
+            .expect("configured")
+            .paths
+            .into_iter()
+            .filter(|p| p.kind == PathKind::Direct)
+            .collect();
+        assert_eq!(direct.len(), 1, "{direct:?}");
+        let kept = lab.shared().table.load().by_key.get(&lab.peer).map(|p| p.index);
+        lab.engine.update_peers(update(Some(endpoint)));
+        assert_eq!(
+            lab.shared().table.load().by_key.get(&lab.peer).map(|p| p.index),
+            kept,
+            "the peer (and its session) is kept"
+        );
+        lab.engine.stop().await;
+    }
+
     /// An engine whose one peer, `remote`, has no endpoint.
     struct Lab {
         engine: Engine,
