@@ -24,6 +24,10 @@ pub const ICMP_TIMEOUT: Duration = Duration::from_secs(30);
 /// under a flood) rather than scanning the table.
 const EVICT_SAMPLE: usize = 8;
 
+/// Room made up front: most peers see a handful of flows, so the table grows (amortised, up
+/// to its bound) only for those that see more.
+const INITIAL_FLOWS: usize = 64;
+
 /// ICMP echo request and reply types, v4 and v6.
 const ECHO_REQUEST_V4: u8 = 8;
 const ECHO_REPLY_V4: u8 = 0;
@@ -91,7 +95,7 @@ pub struct FlowTable {
 impl FlowTable {
     pub fn new(capacity: usize) -> Self {
         Self {
-            flows: HashMap::with_capacity(capacity),
+            flows: HashMap::with_capacity(capacity.min(INITIAL_FLOWS)),
             capacity: capacity.max(1),
         }
     }

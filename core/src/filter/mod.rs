@@ -41,6 +41,8 @@ pub enum DropReason {
 #[derive(Debug)]
 pub struct PeerFilter {
     flows: FlowTable,
+    /// When a drop was last logged, to rate-limit the log.
+    last_drop_log: Option<Instant>,
 }
 
 impl Default for PeerFilter {
@@ -53,6 +55,7 @@ impl PeerFilter {
     pub fn new(capacity: usize) -> Self {
         Self {
             flows: FlowTable::new(capacity),
+            last_drop_log: None,
         }
     }
 
@@ -86,6 +89,18 @@ impl PeerFilter {
             return Tracked::No;
         };
         self.flows.outbound(&header, now)
+    }
+
+    /// Whether a drop seen at `now` may be logged: at most one per `interval`.
+    pub fn should_log_drop(&mut self, now: Instant, interval: std::time::Duration) -> bool {
+        if self
+            .last_drop_log
+            .is_some_and(|last| now.saturating_duration_since(last) < interval)
+        {
+            return false;
+        }
+        self.last_drop_log = Some(now);
+        true
     }
 
     pub fn flows(&self) -> usize {
