@@ -497,7 +497,7 @@ impl Shared {
             peer.counters.spoofed_source(1);
             return;
         }
-        if let Some(rules) = self.rules.load().as_deref() {
+        if let Some(rules) = self.rules.load().as_deref().filter(|r| !r.allow_all) {
             if !self.filter_inbound(peer, rules, packet, now) {
                 return;
             }
