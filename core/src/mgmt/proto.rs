@@ -417,6 +417,30 @@ mod tests {
         assert_eq!(hex(&req.encode_to_vec()), expected);
     }
 
+    /// Bytes derived by hand from management.proto: PeerIP 1, Direction 2, Action 3, Protocol 4,
+    /// PortInfo 6 { port 1 }; NetworkMap's FirewallRules 8 (0x42), firewallRulesIsEmpty 9 (0x48).
+    #[test]
+    fn firewall_rules_carry_netbird_numbers() {
+        let rule = FirewallRule {
+            peer_ip: "a".into(),
+            direction: RuleDirection::Out as i32,
+            action: RuleAction::Drop as i32,
+            protocol: RuleProtocol::Tcp as i32,
+            port_info: Some(PortInfo {
+                port_selection: Some(PortSelection::Port(22)),
+            }),
+            ..Default::default()
+        };
+        let rule_hex = ["0a0161", "1001", "1801", "2002", "3202", "0816"].concat();
+        assert_eq!(hex(&rule.encode_to_vec()), rule_hex);
+        let map = NetworkMap {
+            firewall_rules: vec![rule],
+            firewall_rules_is_empty: true,
+            ..Default::default()
+        };
+        assert_eq!(hex(&map.encode_to_vec()), ["420d", &rule_hex, "4801"].concat());
+    }
+
     #[test]
     fn network_map_decodes_serial_peers_and_routes() {
         let map = NetworkMap {
