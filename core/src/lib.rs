@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod engine;
 pub mod events;
+pub mod filter;
 pub mod ice;
 pub mod keys;
 pub mod mgmt;

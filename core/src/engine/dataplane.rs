@@ -21,6 +21,7 @@ use super::Shared;
 use crate::clock::Instant;
 use crate::conn::plane::PlaneEvent;
 use crate::events::Event;
+use crate::filter::{DropReason, Header, RuleSet, Tracked, Verdict};
 use crate::keys::PublicKey;
 use crate::net::packet_addrs;
 use crate::path::{Authenticated, Inbound, PathId};
@@ -54,6 +55,10 @@ const TUN_BURST: usize = gso::MAX_SEGMENTS;
 const NETBIRD_PUNCH: &[u8] = b"nb";
 
 use batch::SendBatch;
+
+/// At most one debug line per peer per second for filtered packets: a scan or a flood must
+/// not flood the log.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where a datagram came from.
 #[derive(Debug, Clone, Copy)]
@@ -249,6 +254,9 @@ impl Shared {
             self.counters.no_route(1);
             return;
         };
+        if self.rules.load().is_some() {
+            self.track_outbound(peer, packet);
+        }
         peer.counters.tx_packets(1);
         peer.counters.tx_bytes(packet.len() as u64);
         self.note_activity(peer);
@@ -351,14 +359,14 @@ impl Shared {
                 if let Some(m) = message {
                     self.path_for(peer, source, now, datagram.len(), m);
                 }
-                self.deliver(&table, peer, packet, IpAddr::V4(src));
+                self.deliver(&table, peer, packet, IpAddr::V4(src), now);
             }
             TunnResult::WriteToTunnelV6(packet, src) => {
                 drop(tunn);
                 if let Some(m) = message {
                     self.path_for(peer, source, now, datagram.len(), m);
                 }
-                self.deliver(&table, peer, packet, IpAddr::V6(src));
+                self.deliver(&table, peer, packet, IpAddr::V6(src), now);
             }
             TunnResult::Done => {
                 // A keepalive, or a cookie reply (which proves nothing).
@@ -482,12 +490,17 @@ impl Shared {
 
     /// A decrypted IP packet: cryptokey routing says its source must route back to the peer
     /// that sent it; then it goes to the tun.
-    fn deliver(&self, table: &PeerTable, peer: &Arc<Peer>, packet: &[u8], src: IpAddr) {
+    fn deliver(&self, table: &PeerTable, peer: &Arc<Peer>, packet: &[u8], src: IpAddr, now: Instant) {
         let owner = table.routes.lookup(src);
         if !owner.is_some_and(|o| Arc::ptr_eq(o, peer)) {
             tracing::trace!(peer = %peer.key, %src, "source outside the peer's allowed IPs");
             peer.counters.spoofed_source(1);
             return;
+        }
+        if let Some(rules) = self.rules.load().as_deref().filter(|r| !r.allow_all) {
+            if !self.filter_inbound(peer, rules, packet, now) {
+                return;
+            }
         }
         match self.tun.load().try_send(packet) {
             Ok(true) => {
@@ -501,6 +514,37 @@ impl Shared {
                 peer.counters.tun_write_failed(1);
             }
         }
+    }
+
+    /// A packet to the peer starts or refreshes its flow, so that the replies pass the filter.
+    fn track_outbound(&self, peer: &Peer, packet: &[u8]) {
+        let tracked = peer.filter.lock().outbound(packet, Instant::now());
+        match tracked {
+            Tracked::Yes { evicted: true } => peer.counters.filter_table_full(1),
+            Tracked::Yes { evicted: false } | Tracked::No => {}
+        }
+    }
+
+    /// The filter's verdict on a decrypted packet: true if it may go to the tun. A drop is
+    /// counted, and logged at most once per [`DROP_LOG_INTERVAL`] per peer.
+    fn filter_inbound(&self, peer: &Peer, rules: &RuleSet, packet: &[u8], now: Instant) -> bool {
+        let mut filter = peer.filter.lock();
+        let reason = match filter.inbound(rules, packet, now) {
+            Verdict::Pass => return true,
+            Verdict::Drop(reason) => reason,
+        };
+        let log = filter.should_log_drop(now, DROP_LOG_INTERVAL);
+        drop(filter);
+        match reason {
+            DropReason::NoRule => peer.counters.filter_no_rule(1),
+            DropReason::Denied => peer.counters.filter_denied(1),
+            DropReason::Malformed => peer.counters.filter_malformed(1),
+        }
+        if log {
+            let header = Header::parse(packet);
+            tracing::debug!(peer = %peer.key, ?reason, ?header, "inbound packet dropped by the filter");
+        }
+        false
     }
 
     /// Data moved for `peer`. After a quiet spell, the timer task (asleep) and the control plane

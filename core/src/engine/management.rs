@@ -159,6 +159,16 @@ async fn carry_out(
     if let Some(names) = delta.names {
         set_status(shared, |m| m.names = names);
     }
+    if let Some(rules) = delta.firewall {
+        // Before the peers, so that no new peer is reachable unfiltered. Flows live with the
+        // peers, not the rules: established flows survive the swap.
+        tracing::info!(
+            rules = rules.len(),
+            allow_all = rules.allow_all,
+            "firewall rules from management"
+        );
+        shared.rules.store(Some(Arc::new(rules)));
+    }
     if let Some(peers) = delta.peers {
         tracing::info!(count = peers.len(), "peers from management");
         shared.replace_peers(peers);

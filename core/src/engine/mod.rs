@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::x25519;
 use parking_lot::Mutex;
@@ -25,6 +25,7 @@ use crate::config::{EngineConfig, PeerConfig};
 use crate::conn::plane::DataPlane;
 use crate::conn::plane::{PlaneEvent, PLANE_EVENT_CAPACITY};
 use crate::conn::{ConnSetup, ControlPlane, ControlStatus, PathIds, SignalSource};
+use crate::filter::RuleSet;
 use crate::keys::{PrivateKey, PublicKey};
 use crate::path::{Inbound, Path, PathId, INBOUND_CAPACITY};
 use crate::relay::RelayManager;
@@ -113,6 +114,9 @@ pub(crate) struct Shared {
     pub udp: Arc<UdpSocket>,
     pub listen_addr: SocketAddr,
     pub table: ArcSwap<PeerTable>,
+    /// Management's firewall rules; `None` (peers given by the app): no filter, everything
+    /// passes. Read per packet without a lock, replaced whole by each network map.
+    pub rules: ArcSwapOption<RuleSet>,
     /// Serialises peer updates; holds the last allocated peer index.
     pub update_lock: Mutex<u32>,
     pub rate_limiter: Arc<RateLimiter>,
@@ -186,6 +190,7 @@ impl Engine {
             udp: Arc::new(udp),
             listen_addr,
             table: ArcSwap::from_pointee(PeerTable::default()),
+            rules: ArcSwapOption::empty(),
             update_lock: Mutex::new(0),
             counters: EngineCounters::default(),
             events,
@@ -263,6 +268,13 @@ impl Engine {
 
     pub fn status(&self) -> EngineStatus {
         self.shared.status()
+    }
+
+    /// Replaces the inbound filter's rules; `None` turns the filter off (everything passes,
+    /// the default when the app gives the peers). With management, each network map sets them.
+    /// Flows already tracked survive the change.
+    pub fn set_firewall_rules(&self, rules: Option<RuleSet>) {
+        self.shared.rules.store(rules.map(Arc::new));
     }
 
     /// Replaces the tun (Android rebuilt the VPN interface, iOS handed a new utun). Peers,

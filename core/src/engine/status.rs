@@ -230,6 +230,14 @@ impl std::fmt::Display for EngineStatus {
                 "  dropped: {} spoofed, {} rejected, {} without path, {} send failures, {} tun write failures",
                 c.spoofed_source, c.rejected, c.no_path, c.send_failed, c.tun_write_failed
             )?;
+            let filtered = c.filter_no_rule + c.filter_denied + c.filter_malformed + c.filter_table_full;
+            if filtered > 0 {
+                writeln!(
+                    f,
+                    "  filtered: {} without rule, {} denied by rule, {} malformed, {} flows evicted (table full)",
+                    c.filter_no_rule, c.filter_denied, c.filter_malformed, c.filter_table_full
+                )?;
+            }
         }
         Ok(())
     }

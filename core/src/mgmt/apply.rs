@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::proto::{self, HostProtocol, NetbirdConfig, NetworkMap, SyncResponse};
 use crate::config::{IceSpec, PeerConfig, RelaySpec, SignalSpec, TurnSpec, DEFAULT_MTU, MAX_MTU, MIN_MTU};
+use crate::filter::RuleSet;
 use crate::keys::PublicKey;
 use crate::net::IpNet;
 
@@ -63,6 +64,8 @@ pub struct Delta {
     pub names: Option<Vec<PeerName>>,
     pub servers: Option<Servers>,
     pub dns: Option<DnsSettings>,
+    /// The firewall rules of the map, when they changed.
+    pub firewall: Option<RuleSet>,
     /// The map was older than the last one applied and was ignored.
     pub stale_map: bool,
     /// Entries skipped as malformed (bad key or prefix, duplicate peer, unusable server URL).
@@ -76,6 +79,7 @@ impl Delta {
             && self.servers.is_none()
             && self.dns.is_none()
             && self.names.is_none()
+            && self.firewall.is_none()
     }
 }
 
@@ -88,6 +92,7 @@ pub struct NetworkState {
     /// (key, allowed IPs) of the peers last handed to the engine, to tell a change.
     peers: Vec<(PublicKey, Vec<IpNet>)>,
     pub dns: Option<DnsSettings>,
+    pub firewall: Option<RuleSet>,
 }
 
 impl NetworkState {
@@ -146,6 +151,13 @@ impl NetworkState {
                 Ok(_) => {}
                 Err(()) => delta.skipped += 1,
             }
+        }
+        // Every map carries the whole rule list, as NetBird's client reads it.
+        let firewall = RuleSet::from_map(&map.firewall_rules, map.firewall_rules_is_empty);
+        if self.firewall.as_ref() != Some(&firewall) {
+            delta.skipped += firewall.skipped;
+            self.firewall = Some(firewall.clone());
+            delta.firewall = Some(firewall);
         }
         if let Some(dns) = &map.dns_config {
             let dns = dns_from(dns);

@@ -363,3 +363,37 @@ fn unusable_servers_are_skipped_and_the_signal_url_gets_its_scheme() {
     assert!(servers.ice.turn.is_empty());
     assert_eq!(delta.skipped, 2);
 }
+
+#[test]
+fn firewall_rules_arrive_with_a_map_once_and_bad_ones_are_counted() {
+    let own = key();
+    let mut state = NetworkState::default();
+    let good = proto::FirewallRule {
+        peer_ip: "100.64.0.2".into(),
+        protocol: proto::RuleProtocol::Tcp as i32,
+        port: "22".into(),
+        ..Default::default()
+    };
+    let bad = proto::FirewallRule {
+        peer_ip: "not an ip".into(),
+        protocol: proto::RuleProtocol::Tcp as i32,
+        ..Default::default()
+    };
+    let mut m = map(1, vec![]);
+    m.firewall_rules = vec![good.clone(), bad];
+    let delta = state.apply(&sync(None, Some(m.clone())), &own, &HashSet::new());
+    let rules = delta.firewall.expect("the first map's rules");
+    assert_eq!((rules.len(), rules.skipped, rules.allow_all), (1, 1, false));
+    assert_eq!(delta.skipped, 1);
+
+    m.serial = 2;
+    let delta = state.apply(&sync(None, Some(m.clone())), &own, &HashSet::new());
+    assert!(delta.firewall.is_none(), "unchanged rules are not applied again");
+    assert_eq!(delta.skipped, 0);
+
+    // An older server sends no rule and no "empty" flag: everything is allowed.
+    m.serial = 3;
+    m.firewall_rules.clear();
+    let delta = state.apply(&sync(None, Some(m)), &own, &HashSet::new());
+    assert!(delta.firewall.expect("changed").allow_all);
+}

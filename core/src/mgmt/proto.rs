@@ -87,7 +87,7 @@ pub struct Flags {
     /// peerlink runs no DNS resolver of its own; the app gets the settings in an event.
     #[prost(bool, tag = "6")]
     pub disable_dns: bool,
-    /// Firewall rules are not enforced (README).
+    /// peerlink enforces management's firewall rules (`crate::filter`).
     #[prost(bool, tag = "7")]
     pub disable_firewall: bool,
     #[prost(bool, tag = "10")]
@@ -197,7 +197,89 @@ pub struct NetworkMap {
     pub routes: Vec<Route>,
     #[prost(message, optional, tag = "6")]
     pub dns_config: Option<DnsConfig>,
-    // 7 offlinePeers: not connectable; 8–13: firewall, forwarding and SSH (not enforced).
+    // 7 offlinePeers: not connectable.
+    /// Inbound access rules for this peer (`crate::filter`).
+    #[prost(message, repeated, tag = "8")]
+    pub firewall_rules: Vec<FirewallRule>,
+    /// Tells "no rule: drop unsolicited inbound" from an old server that sends none (allow all).
+    #[prost(bool, tag = "9")]
+    pub firewall_rules_is_empty: bool,
+    // 10, 11: routesFirewallRules (routing for others: out of scope); 12, 13: forwarding, SSH.
+}
+
+/// `FirewallRule`: one access rule, from the point of view of this peer.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct FirewallRule {
+    /// Deprecated by `source_prefixes`, still sent by older servers.
+    #[prost(string, tag = "1")]
+    pub peer_ip: String,
+    #[prost(enumeration = "RuleDirection", tag = "2")]
+    pub direction: i32,
+    #[prost(enumeration = "RuleAction", tag = "3")]
+    pub action: i32,
+    #[prost(enumeration = "RuleProtocol", tag = "4")]
+    pub protocol: i32,
+    /// A single port as text, from servers older than `port_info`.
+    #[prost(string, tag = "5")]
+    pub port: String,
+    #[prost(message, optional, tag = "6")]
+    pub port_info: Option<PortInfo>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub policy_id: Vec<u8>,
+    #[prost(uint32, tag = "8")]
+    pub custom_protocol: u32,
+    /// `[ip bytes][prefix length]`: 5 bytes (IPv4) or 17 (IPv6); supersedes `peer_ip`.
+    #[prost(bytes = "vec", repeated, tag = "9")]
+    pub source_prefixes: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum RuleDirection {
+    In = 0,
+    Out = 1,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum RuleAction {
+    Accept = 0,
+    Drop = 1,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum RuleProtocol {
+    Unknown = 0,
+    All = 1,
+    Tcp = 2,
+    Udp = 3,
+    Icmp = 4,
+    Custom = 5,
+    NetbirdSsh = 6,
+}
+
+/// `PortInfo`: a port or a range (a `oneof`).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct PortInfo {
+    #[prost(oneof = "PortSelection", tags = "1, 2")]
+    pub port_selection: Option<PortSelection>,
+}
+
+#[derive(Clone, PartialEq, Eq, prost::Oneof)]
+pub enum PortSelection {
+    #[prost(uint32, tag = "1")]
+    Port(u32),
+    #[prost(message, tag = "2")]
+    Range(PortRange),
+}
+
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct PortRange {
+    #[prost(uint32, tag = "1")]
+    pub start: u32,
+    #[prost(uint32, tag = "2")]
+    pub end: u32,
 }
 
 #[derive(Clone, PartialEq, Eq, prost::Message)]
@@ -333,6 +415,30 @@ mod tests {
         ]
         .concat();
         assert_eq!(hex(&req.encode_to_vec()), expected);
+    }
+
+    /// Bytes derived by hand from management.proto: PeerIP 1, Direction 2, Action 3, Protocol 4,
+    /// PortInfo 6 { port 1 }; NetworkMap's FirewallRules 8 (0x42), firewallRulesIsEmpty 9 (0x48).
+    #[test]
+    fn firewall_rules_carry_netbird_numbers() {
+        let rule = FirewallRule {
+            peer_ip: "a".into(),
+            direction: RuleDirection::Out as i32,
+            action: RuleAction::Drop as i32,
+            protocol: RuleProtocol::Tcp as i32,
+            port_info: Some(PortInfo {
+                port_selection: Some(PortSelection::Port(22)),
+            }),
+            ..Default::default()
+        };
+        let rule_hex = ["0a0161", "1001", "1801", "2002", "3202", "0816"].concat();
+        assert_eq!(hex(&rule.encode_to_vec()), rule_hex);
+        let map = NetworkMap {
+            firewall_rules: vec![rule],
+            firewall_rules_is_empty: true,
+            ..Default::default()
+        };
+        assert_eq!(hex(&map.encode_to_vec()), ["420d", &rule_hex, "4801"].concat());
     }
 
     #[test]

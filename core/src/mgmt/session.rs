@@ -195,7 +195,7 @@ fn meta(hostname: &str) -> PeerSystemMeta {
         os_version: String::new(),
         flags: Some(Flags {
             disable_dns: true,
-            disable_firewall: true,
+            disable_firewall: false,
             lazy_connection_enabled: false,
         }),
         sync_message_version: 0,

@@ -45,6 +45,14 @@ counters!(
         send_failed,
         /// Dropped: the tun was full or refused the write.
         tun_write_failed,
+        /// Dropped by the filter: no rule accepts it and no flow of ours explains it.
+        filter_no_rule,
+        /// Dropped by the filter: a drop rule matched.
+        filter_denied,
+        /// Dropped by the filter: not a readable IP packet.
+        filter_malformed,
+        /// Flows of ours evicted to make room (flow table full); their replies meet the rules.
+        filter_table_full,
     }
 );
 

@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 use super::counters::PeerCounters;
 use crate::clock::Instant;
 use crate::config::PeerConfig;
+use crate::filter::PeerFilter;
 use crate::keys::{PrivateKey, PublicKey};
 use crate::path::{Path, PathError, PathId, PathStats, UdpPath};
 
@@ -59,6 +60,9 @@ pub(crate) struct Peer {
     /// No data moved for a while (the timer task sets it): the first packet that moves clears
     /// it and tells the control plane and the timer task, which sleep meanwhile.
     pub quiet: std::sync::atomic::AtomicBool,
+    /// The flows this device started with the peer, when the filter is on; only the packets
+    /// of this peer take this lock.
+    pub filter: Mutex<PeerFilter>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -91,6 +95,7 @@ impl Peer {
             reported_handshake: Mutex::new(None),
             held: Mutex::new(Vec::new()),
             quiet: std::sync::atomic::AtomicBool::new(false),
+            filter: Mutex::new(PeerFilter::default()),
         }
     }
 
