@@ -7,11 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const PROTO_ICMP: u8 = 1;
 const PROTO_UDP: u8 = 17;
 const PROTO_ICMPV6: u8 = 58;
-/// RFC 792 / RFC 4443 message types.
-const ICMP_ECHO_REQUEST: u8 = 8;
-const ICMP_ECHO_REPLY: u8 = 0;
-const ICMPV6_ECHO_REQUEST: u8 = 128;
-const ICMPV6_ECHO_REPLY: u8 = 129;
+/// RFC 792 / RFC 4443 message types (the packet filter's flow tracking reads them too).
+pub(crate) const ICMP_ECHO_REQUEST: u8 = 8;
+pub(crate) const ICMP_ECHO_REPLY: u8 = 0;
+pub(crate) const ICMPV6_ECHO_REQUEST: u8 = 128;
+pub(crate) const ICMPV6_ECHO_REPLY: u8 = 129;
 /// Default TTL / hop limit (Linux's).
 const TTL: u8 = 64;
 

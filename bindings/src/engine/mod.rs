@@ -340,7 +340,7 @@ fn join_error(e: JoinError) -> PeerlinkError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::tests::config;
     use crate::status::PathKind;
@@ -348,7 +348,7 @@ mod tests {
 
     /// Drives the engine's async methods the way a foreign executor would: from a thread that
     /// is not one of the engine's.
-    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    pub(crate) fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -214,14 +214,7 @@ mod tests {
     use crate::status::PathKind;
     use peerlink_core::tun::packet_socketpair;
 
-    /// Drives the async methods from a thread that is not one of the engine's, as an app does.
-    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
+    use crate::engine::tests::block_on;
 
     fn pump(model: &TunnelModel) -> Vec<TunnelUpdate> {
         block_on(async {

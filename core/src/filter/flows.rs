@@ -28,11 +28,10 @@ const EVICT_SAMPLE: usize = 8;
 /// to its bound) only for those that see more.
 const INITIAL_FLOWS: usize = 64;
 
-/// ICMP echo request and reply types, v4 and v6.
-const ECHO_REQUEST_V4: u8 = 8;
-const ECHO_REPLY_V4: u8 = 0;
-const ECHO_REQUEST_V6: u8 = 128;
-const ECHO_REPLY_V6: u8 = 129;
+use crate::packet::{
+    ICMPV6_ECHO_REPLY as ECHO_REPLY_V6, ICMPV6_ECHO_REQUEST as ECHO_REQUEST_V6,
+    ICMP_ECHO_REPLY as ECHO_REPLY_V4, ICMP_ECHO_REQUEST as ECHO_REQUEST_V4,
+};
 
 /// One flow, from this device's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
