@@ -15,10 +15,9 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::lab::{isolate_network, require_tool};
+use common::lab::NetLab;
 use peerlink_core::mgmt::proto::SyncResponse;
 use peerlink_core::mgmt::{
     register, run_session, ManagementConfig, ManagementError, ManagementState, NetworkState, SessionContext,
@@ -33,10 +32,10 @@ const UPDATE: Duration = Duration::from_secs(15);
 
 #[test]
 fn a_peer_logs_in_syncs_sees_a_new_peer_and_rides_out_a_server_restart() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     let mut server = Server::start(&lab.bin);
     let setup_key = server.bootstrap();
-    lab.run(|| async move {
+    lab.run(|_| async move {
         // A setup key the server does not know: typed, permanent.
         let bad = config(&server.url(), "00000000-0000-0000-0000-000000000000", "bad");
         let refused = register(&bad, &PrivateKey::generate()).await;
@@ -178,47 +177,14 @@ impl Session {
     }
 }
 
-struct Lab {
-    bin: PathBuf,
-    _host_lock: Option<MutexGuard<'static, ()>>,
-}
-
-/// Serialises the tests on the host's network (no namespace): STUN binds :3478.
-static HOST_NETWORK: Mutex<()> = Mutex::new(());
-
-impl Lab {
-    fn new() -> Option<Self> {
-        let bin = require_tool("netbird-server", "PEERLINK_NETBIRD_SERVER")?;
-        if Command::new("curl").arg("--version").output().is_err() {
-            common::lab::skip("curl missing (the server's first-run API is bootstrapped with it)");
-            return None;
-        }
-        let host_lock = match isolate_network() {
-            Ok(()) => None,
-            Err(why) => {
-                println!("note: no private network namespace ({why}); using the host's loopback");
-                Some(HOST_NETWORK.lock().unwrap_or_else(|e| e.into_inner()))
-            }
-        };
-        Some(Self {
-            bin,
-            _host_lock: host_lock,
-        })
+/// NetBird's combined server in a private network where possible (curl bootstraps it).
+fn lab() -> Option<NetLab> {
+    let lab = NetLab::new("netbird-server", "PEERLINK_NETBIRD_SERVER")?;
+    if Command::new("curl").arg("--version").output().is_err() {
+        common::lab::skip("curl missing (the server's first-run API is bootstrapped with it)");
+        return None;
     }
-
-    /// Runs the test on a runtime whose threads all live in this thread's network namespace.
-    fn run<F, Fut>(self, test: F)
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = ()>,
-    {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(test());
-    }
+    Some(lab)
 }
 
 /// One netbird-server process with its data directory.

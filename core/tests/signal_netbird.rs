@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::lab::{isolate_network, require_tool};
+use common::lab::{require_tool, NetLab};
 use common::pki::TestPki;
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,7 +16,7 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peerlink_core::signal::proto::{EncryptedMessage, SEND_PATH};
@@ -38,7 +38,7 @@ const SERVER_START: Duration = Duration::from_secs(15);
 
 #[test]
 fn two_clients_register_and_exchange_offer_answer_and_candidates() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     lab.run(|bin| async move {
         let server = Server::start(&bin, None);
         let protects = Arc::new(CountingProtector::default());
@@ -87,7 +87,7 @@ fn two_clients_register_and_exchange_offer_answer_and_candidates() {
 
 #[test]
 fn a_message_to_an_unregistered_key_does_not_break_the_sender() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     lab.run(|bin| async move {
         let server = Server::start(&bin, None);
         let (a, _a_rx) = client(&server, None, SocketFactory::default());
@@ -104,7 +104,7 @@ fn a_message_to_an_unregistered_key_does_not_break_the_sender() {
 
 #[test]
 fn reconnect_rebuilds_the_connection_and_dropping_the_handle_ends_the_client() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     lab.run(|bin| async move {
         let server = Server::start(&bin, None);
         let (a, mut a_rx) = client(&server, None, SocketFactory::default());
@@ -130,7 +130,7 @@ fn reconnect_rebuilds_the_connection_and_dropping_the_handle_ends_the_client() {
 
 #[test]
 fn clients_reregister_by_themselves_after_the_server_restarts() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     lab.run(|bin| async move {
         let mut server = Server::start(&bin, None);
         let (a, _a_rx) = client(&server, None, SocketFactory::default());
@@ -164,7 +164,7 @@ fn clients_reregister_by_themselves_after_the_server_restarts() {
 
 #[test]
 fn the_server_keeps_the_newer_of_two_clients_with_the_same_key() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     lab.run(|bin| async move {
         let server = Server::start(&bin, None);
         let key = PrivateKey::generate();
@@ -201,7 +201,7 @@ fn the_server_keeps_the_newer_of_two_clients_with_the_same_key() {
 
 #[test]
 fn bad_input_from_a_raw_sender_is_dropped_and_counted_while_the_client_keeps_running() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     lab.run(|bin| async move {
         let server = Server::start(&bin, None);
         let me = PrivateKey::generate();
@@ -269,7 +269,7 @@ fn bad_input_from_a_raw_sender_is_dropped_and_counted_while_the_client_keeps_run
 
 #[test]
 fn tls_with_a_self_signed_ca_given_to_the_client() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     let Some(pki) = TestPki::create() else { return };
     lab.run(move |bin| async move {
         let server = Server::start(&bin, Some(&pki));
@@ -306,7 +306,7 @@ fn interop_with_netbirds_go_signal_client() {
     let Some(peer_bin) = require_tool("nb-signal-peer", "PEERLINK_NB_SIGNAL_PEER") else {
         return;
     };
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     lab.run(|bin| async move {
         let server = Server::start(&bin, None);
         let (me, mut rx) = client(&server, None, SocketFactory::default());
@@ -377,7 +377,7 @@ fn interop_with_netbirds_go_signal_client() {
 #[test]
 #[ignore = "measurement; run with --ignored --nocapture"]
 fn offer_answer_round_trip_through_the_real_server() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     lab.run(|bin| async move {
         let server = Server::start(&bin, None);
         let (a, mut a_rx) = client(&server, None, SocketFactory::default());
@@ -413,7 +413,7 @@ fn offer_answer_round_trip_through_the_real_server() {
 #[test]
 #[ignore = "takes 35 s; run with --ignored"]
 fn the_watchdog_probe_round_trips_through_the_real_server() {
-    let Some(lab) = Lab::new() else { return };
+    let Some(lab) = lab() else { return };
     lab.run(|bin| async move {
         let server = Server::start(&bin, None);
         let (a, _a_rx) = client(&server, None, SocketFactory::default());
@@ -516,45 +516,9 @@ impl RawSender {
     }
 }
 
-/// A test's world: the server binary, an isolated network where possible, a runtime.
-struct Lab {
-    bin: PathBuf,
-    _host_lock: Option<MutexGuard<'static, ()>>,
-}
-
-/// Serialises the tests when they must share the host's network (no namespace): the server
-/// always binds :10000 besides its own port.
-static HOST_NETWORK: Mutex<()> = Mutex::new(());
-
-impl Lab {
-    fn new() -> Option<Self> {
-        let bin = require_tool("nb-signal", "PEERLINK_NB_SIGNAL")?;
-        let host_lock = match isolate_network() {
-            Ok(()) => None,
-            Err(why) => {
-                println!("note: no private network namespace ({why}); using the host's loopback");
-                Some(HOST_NETWORK.lock().unwrap_or_else(|e| e.into_inner()))
-            }
-        };
-        Some(Self {
-            bin,
-            _host_lock: host_lock,
-        })
-    }
-
-    /// Runs the test on a runtime whose threads all live in this thread's network namespace.
-    fn run<F, Fut>(self, test: F)
-    where
-        F: FnOnce(PathBuf) -> Fut,
-        Fut: std::future::Future<Output = ()>,
-    {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(test(self.bin.clone()));
-    }
+/// NetBird's signal server in a private network where possible.
+fn lab() -> Option<NetLab> {
+    NetLab::new("nb-signal", "PEERLINK_NB_SIGNAL")
 }
 
 /// One nb-signal process.

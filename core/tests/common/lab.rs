@@ -82,3 +82,47 @@ pub fn isolate_network() -> Result<(), String> {
         other => Err(format!("ip link set lo up: {other:?}")),
     }
 }
+
+/// Serialises the tests of one binary when they must share the host's network (no namespace):
+/// NetBird's servers bind fixed ports (:10000, :3478) besides their own.
+static HOST_NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A test's world: a server binary, a private network namespace where possible (else the
+/// host's loopback, one test at a time), and a runtime whose threads all live in it.
+pub struct NetLab {
+    pub bin: PathBuf,
+    _host_lock: Option<std::sync::MutexGuard<'static, ()>>,
+}
+
+impl NetLab {
+    /// `None` (the skip recorded) when the tool is missing.
+    pub fn new(tool: &str, env: &str) -> Option<Self> {
+        let bin = require_tool(tool, env)?;
+        let host_lock = match isolate_network() {
+            Ok(()) => None,
+            Err(why) => {
+                println!("note: no private network namespace ({why}); using the host's loopback");
+                Some(HOST_NETWORK.lock().unwrap_or_else(|e| e.into_inner()))
+            }
+        };
+        Some(Self {
+            bin,
+            _host_lock: host_lock,
+        })
+    }
+
+    /// Runs the test on a runtime whose threads all live in this thread's network namespace;
+    /// it gets the server binary.
+    pub fn run<F, Fut>(self, test: F)
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(test(self.bin.clone()));
+    }
+}
