@@ -261,6 +261,46 @@ if want nat; then
         "'$PEERLINK' status --interface plnat | grep -A3 'name: gonat' | grep -q 'path: ice-p2p '" || true
     lab_check "two NATs: ICE P2P carries the traffic to the Go peer" bash -c \
         "'$PEERLINK' status --interface plnat | tee /dev/stderr | grep -A3 'name: gonat' | grep -q 'path: ice-p2p '"
+    # The NetBird-4769 fault with NetBird's Go client on the other side: both routers drop
+    # WireGuard and pass STUN (DESIGN §8's u32 rule), so ICE's checks keep succeeding. peerlink's
+    # watcher condemns the ICE path and re-offers; traffic must flow again (on the relay) within
+    # STALE_BOUND s. Figure: fault -> first reply after it.
+    STALE_BOUND=${STALE_BOUND:-20}
+    WG_U32='0>>22&0x3C@8&0x00FFFFFF=0 && 0>>22&0x3C@8>>24=1:4'
+    go_fault() {
+        local r
+        for r in "$NA-r" "$NG-r"; do
+            ip netns exec "$r" iptables "$1" FORWARD -p udp -m u32 --u32 "$WG_U32" -j DROP
+        done
+    }
+    go_fault_hits() {
+        local r n=0
+        for r in "$NA-r" "$NG-r"; do
+            n=$((n + $(ip netns exec "$r" iptables -L FORWARD -v -x -n | awk '/u32/ { s += $1 } END { print s + 0 }')))
+        done
+        echo "$n"
+    }
+    stale_recovers() {
+        local log=$LAB_TMP/stale-ping.log start pid first
+        lab_bg "$NA" "$log" ping -D -n -i 0.05 -W 1 "$GONAT_IP"
+        pid=$LAB_PID
+        lab_wait 10 "replies before the fault" bash -c "(( \$(grep -c 'bytes from' '$log') >= 10 ))" || return 1
+        go_fault -I
+        start=$EPOCHREALTIME
+        # Replies in flight at the fault come within half a second; a later one is the recovery.
+        lab_wait "$STALE_BOUND" "a reply after the fault" bash -c \
+            "awk -v t=$start -F'[][]' '/bytes from/ && \$2 > t + 0.5 { found = 1 } END { exit !found }' '$log'"
+        local ok=$? hits
+        first=$(awk -v t="$start" -F'[][]' '/bytes from/ && $2 > t + 0.5 { print $2; exit }' "$log")
+        kill "$pid" 2>/dev/null
+        hits=$(go_fault_hits)
+        go_fault -D
+        ((ok == 0)) || { "$PEERLINK" status --interface plnat; return 1; }
+        echo "figure stale ice-p2p to the Go peer -> traffic again: $(lab_ms "$start" "$first") ms" | tee -a "$LAB_TMP/figures"
+        ((hits > 0)) || { echo "the fault's rules were never hit"; return 1; }
+    }
+    lab_check "two NATs: WireGuard dropped on the ICE path to the Go peer (STUN passing): traffic again within $STALE_BOUND s" \
+        stale_recovers
     mgmt_stop "$PLNAT_PID"
     nat_ns() { nat_behind "$1" $((10 + $2)); mgmt_hub_routes; }
     figure_runs nat_ns NAT "$GONAT_IP"
@@ -329,4 +369,5 @@ if ((${MEMORY_PEERS:-0} > 0)); then
     fi
 fi
 
+grep '^figure stale' "$LAB_TMP/figures" 2>/dev/null || true
 lab_summary
