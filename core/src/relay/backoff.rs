@@ -114,6 +114,12 @@ impl Reconnect {
         }
     }
 
+    /// The attempt under way was abandoned (it dials servers no longer wanted): the next one is
+    /// due at `now`, on every server, keeping the failure count.
+    pub fn restart(&mut self, now: Instant) {
+        self.next = Some((now, Targets::All));
+    }
+
     /// The delay after `failures` failed attempts, before jitter: initial × multiplier^(n-1),
     /// capped; then scaled by `1 + jitter × (2 × unit − 1)` and capped again.
     fn delay(&self, failures: u32, unit: f64) -> Duration {
@@ -218,6 +224,18 @@ mod tests {
         r.on_connected();
         r.kick(t(6));
         assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn an_abandoned_attempt_is_followed_by_one_on_every_server_at_once() {
+        let mut r = Reconnect::new(BackoffPolicy::default(), t(0));
+        r.take_due(t(0));
+        r.on_failed(t(1), 0.5);
+        assert!(r.take_due(t(600_000)).is_some(), "the retry is due");
+        assert_eq!(r.poll_timeout(), None, "attempting");
+        r.restart(t(600_001));
+        assert_eq!(r.take_due(t(600_001)), Some(Targets::All));
+        assert_eq!(r.failures(), 1, "the failure count is kept");
     }
 
     #[test]

@@ -87,6 +87,7 @@ struct Shared {
 #[derive(Debug)]
 enum Command {
     Kick,
+    ServersChanged,
     ForeignChanged,
     NetworkChanged,
 }
@@ -159,10 +160,11 @@ impl RelayManager {
         let _ = self.commands.send(Command::Kick).await;
     }
 
-    /// New candidate home relays. The current home stays while it works.
+    /// New candidate home relays. The current home stays while it works; an attempt under way
+    /// on the old list is abandoned for one on the new.
     pub async fn set_servers(&self, servers: Vec<RelayUrl>) {
         self.shared.config.lock().servers = servers;
-        let _ = self.commands.send(Command::Kick).await;
+        let _ = self.commands.send(Command::ServersChanged).await;
     }
 
     /// The device changed networks: connections on the old one are cut (their TCP state is
@@ -414,6 +416,15 @@ impl Supervisor {
         let now = Instant::now();
         match cmd {
             Command::Kick => self.reconnect.kick(now),
+            Command::ServersChanged => {
+                // An attempt dialling the old list can hang until its 30 s timeout (a server
+                // that answers TCP but no longer runs a relay): start over on the new list.
+                if let Some(attempt) = self.attempt.take() {
+                    attempt.abort();
+                    self.reconnect.restart(now);
+                }
+                self.reconnect.kick(now);
+            }
             Command::ForeignChanged => {}
             Command::NetworkChanged => {
                 let home = self.shared.home.lock().take();
