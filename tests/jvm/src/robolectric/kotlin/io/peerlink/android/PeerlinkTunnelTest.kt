@@ -238,8 +238,11 @@ class PeerlinkTunnelTest {
         // Runtime threads end shortly after close returns: wait for them, bounded.
         withTimeoutOrNull(10_000) { while (Proc.threadCount() > threads || Proc.fdCount() > fds) delay(20) }
         println("figure: threads $threads → ${Proc.threadCount()}, fds $fds → ${Proc.fdCount()} after $CYCLES start/stop cycles through PeerlinkTunnel ($ms ms)")
-        assertEquals("threads", threads, Proc.threadCount())
-        assertEquals("fds", fds, Proc.fdCount())
+        // A leak shows as more; fewer is a thread of an earlier test (or the JVM's) ending
+        // meanwhile, which the warm-up cannot wait for.
+        val (threadsAfter, fdsAfter) = Proc.threadCount() to Proc.fdCount()
+        assertTrue("threads $threads → $threadsAfter", threadsAfter <= threads)
+        assertTrue("fds $fds → $fdsAfter", fdsAfter <= fds)
         assertTrue("no network callback left registered", callbacks().isEmpty())
     }
 
