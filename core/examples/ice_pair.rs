@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peerlink_core::ice::{
-    turn_rest_credentials_for, IceConfig, IceCredentials, IceEvent, IcePath, IceSession, IceState, IceWorker,
-    InterfaceFilter, PairInfo, PathBinding, TurnServer, ICE_EVENT_CAPACITY,
+    turn_rest_credentials_for, ConnectedPath, IceConfig, IceCredentials, IceEvent, IcePath, IceSession,
+    IceState, IceWorker, InterfaceFilter, PairInfo, PathBinding, TurnServer, ICE_EVENT_CAPACITY,
 };
 use peerlink_core::path::{Inbound, Path, PathId, INBOUND_CAPACITY};
 use peerlink_core::PrivateKey;
@@ -170,7 +170,10 @@ async fn connect_and_exchange(
                 Some(IceEvent::LocalCandidate(c)) => {
                     writeln!(out, "{c}").and_then(|()| out.flush()).map_err(|e| format!("writing a candidate: {e}"))?;
                 }
-                Some(IceEvent::Connected { path, .. }) => break path,
+                Some(IceEvent::Connected { path: ConnectedPath::Agent(path), .. }) => break path,
+                Some(IceEvent::Connected { path: ConnectedPath::SharedSocket(_), .. }) => {
+                    return Err("a worker with sockets of its own connected on a shared one".to_owned());
+                }
                 Some(IceEvent::State(IceState::Failed)) => {
                     return Err(format!("ICE failed (no candidate pair worked; last state {last_state:?})"));
                 }

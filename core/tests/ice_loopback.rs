@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{peer, spec, start, Node, WAIT};
 use peerlink_core::ice::{
-    is_controlling, CandidateKind, IceConfig, IceCredentials, IceError, IceEvent, IcePath, IceSession,
-    IceState, IceWorker, InterfaceFilter, PairInfo, PathBinding, Rejection, SessionChange,
+    is_controlling, CandidateKind, ConnectedPath, IceConfig, IceCredentials, IceError, IceEvent, IcePath,
+    IceSession, IceState, IceWorker, InterfaceFilter, PairInfo, PathBinding, Rejection, SessionChange,
     ICE_EVENT_CAPACITY,
 };
 use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
@@ -377,6 +377,9 @@ async fn connect_with(
             IceEvent::LocalCandidate(c) => deliver(to, &c),
             IceEvent::Connected { path, info } => {
                 check_info(&info);
+                let ConnectedPath::Agent(path) = path else {
+                    panic!("a worker with sockets of its own connected on a shared one")
+                };
                 if from_a {
                     paths.0 = Some(path);
                 } else {

@@ -19,7 +19,7 @@ use super::plane::{DataPlane, PlaneEvent};
 use super::{ControlStatus, VERSION};
 use crate::clock::Instant;
 use crate::events::Event;
-use crate::ice::{IceConfig, IceEvent, IceSession, IceWorker, PathBinding};
+use crate::ice::{IceConfig, IceEvent, IceSession, IceSocket, IceWorker, PathBinding};
 use crate::keys::PublicKey;
 use crate::path::{Inbound, Path, PathId};
 use crate::relay::{RelayManager, RelayPath};
@@ -64,6 +64,8 @@ pub(crate) struct ControlPlane {
     pub signal: Option<(SignalHandle, mpsc::Receiver<Incoming>)>,
     /// New STUN/TURN servers and credentials (from management), for the next ICE sessions.
     pub ice_updates: watch::Receiver<Option<IceConfig>>,
+    /// The engine's UDP socket for ICE (DESIGN 2): every session runs on it.
+    pub ice_socket: Option<IceSocket>,
 }
 
 /// Results of work the loop spawned.
@@ -115,6 +117,7 @@ struct Shell {
     events: broadcast::Sender<Event>,
     status: Arc<Mutex<ControlStatus>>,
     ice: Option<IceConfig>,
+    ice_socket: Option<IceSocket>,
     relay: Option<Arc<RelayManager>>,
     signal: Option<SignalHandle>,
     handshaker: Handshaker,
@@ -150,6 +153,7 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
         relay,
         signal,
         mut ice_updates,
+        ice_socket,
     } = cp;
     let mut relay_state = relay.as_ref().map(|r| r.state());
     let mut relay_events = relay.as_ref().map(|r| r.subscribe());
@@ -175,6 +179,7 @@ pub(crate) async fn run(cp: ControlPlane, mut shutdown: watch::Receiver<bool>) {
         events,
         status,
         ice,
+        ice_socket,
         relay,
         signal,
         handshaker: Handshaker::new(),
@@ -339,6 +344,7 @@ impl Shell {
             IceEvent::Connected { path, info } => {
                 tracing::info!(%peer, local = %info.local, remote = %info.remote,
                     ms = info.time_to_connect.as_millis() as u64, "ICE connected");
+                let path = path.path();
                 let kind = path.kind();
                 p.held.insert(id, path);
                 self.with_peer(peer, now, |conn| conn.handle_ice_connected(now, id, kind));
@@ -467,6 +473,9 @@ impl Shell {
     /// every connection start over on the new network while the relay carries traffic.
     async fn on_network(&mut self, online: bool, now: Instant) {
         self.online = online;
+        if let Some(socket) = &self.ice_socket {
+            socket.forget_mappings();
+        }
         if online {
             if let Some(signal) = &self.signal {
                 signal.reconnect();
@@ -608,7 +617,10 @@ impl Shell {
     }
 
     fn start_ice(&mut self, peer: PublicKey, p: &mut PeerShell, start: IceStart) {
-        let Some(config) = self.ice.clone() else { return };
+        let Some(mut config) = self.ice.clone() else {
+            return;
+        };
+        config.socket.clone_from(&self.ice_socket);
         if let Some(IceRun::Running { worker, .. }) = p.ice.take() {
             self.tasks.spawn(async move { worker.close().await });
         }

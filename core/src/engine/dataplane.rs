@@ -4,6 +4,7 @@
 //! run (UDP GSO/GRO, see `gso`).
 
 mod batch;
+mod demux;
 mod gso;
 
 use std::net::{IpAddr, SocketAddr};
@@ -48,13 +49,9 @@ const COOKIE_REPLY_TYPE: u8 = 3;
 /// Tun packets read per wakeup before the run goes out: the kernel's UDP_MAX_SEGMENTS, so a
 /// burst of full-size packets fills at most one segmented send.
 const TUN_BURST: usize = gso::MAX_SEGMENTS;
-/// NetBird's hole punch: the two bytes "nb" that a NetBird client sends once, from its
-/// WireGuard socket to our ICE candidate's address at our advertised WireGuard port, a second
-/// after its ICE connects (`punchRemoteWGPort` in client/internal/peer/worker_ice.go, v0.77.1).
-/// It carries nothing; it is expected, not garbage.
-const NETBIRD_PUNCH: &[u8] = b"nb";
 
 use batch::SendBatch;
+use demux::Datagram;
 
 /// At most one debug line per peer per second for filtered packets: a scan or a flood must
 /// not flood the log.
@@ -320,6 +317,26 @@ impl Shared {
     /// A datagram from the network: authenticate it with the right peer's session, deliver what
     /// it carries, and note the path as alive.
     fn receive(&self, datagram: &[u8], source: Source, out: &mut [u8]) {
+        if let Source::Direct(from) = source {
+            // The engine's socket carries ICE's STUN too (DESIGN 2).
+            match demux::classify(datagram) {
+                Datagram::WireGuard => {}
+                Datagram::Stun => {
+                    tracing::trace!(%from, len = datagram.len(), "STUN for ICE");
+                    self.ice.deliver(datagram, from);
+                    return;
+                }
+                Datagram::NetbirdPunch => {
+                    tracing::trace!(%from, "NetBird's hole punch");
+                    return;
+                }
+                Datagram::Other => {
+                    tracing::trace!(%from, len = datagram.len(), "neither WireGuard nor STUN");
+                    self.counters.net_garbage(1);
+                    return;
+                }
+            }
+        }
         let table = self.table.load();
         let Some((peer, message)) = self.identify(&table, datagram, source) else {
             return;
@@ -389,7 +406,7 @@ impl Shared {
     ) -> Option<(&'t Arc<Peer>, Option<Authenticated>)> {
         let packet = match Tunn::parse_incoming_packet(datagram) {
             Ok(p) => p,
-            Err(_) if is_netbird_punch(datagram) => {
+            Err(_) if demux::classify(datagram) == Datagram::NetbirdPunch => {
                 tracing::trace!(?source, "NetBird's hole punch");
                 return None;
             }
@@ -575,31 +592,9 @@ impl Shared {
     }
 }
 
-/// A datagram that is not WireGuard but that NetBird sends on purpose (see [`NETBIRD_PUNCH`]).
-fn is_netbird_punch(datagram: &[u8]) -> bool {
-    datagram == NETBIRD_PUNCH
-}
-
 fn send_on(peer: &Peer, path: &AttachedPath, datagram: &[u8], now: Instant) {
     if let Err(e) = path.send(now, datagram) {
         tracing::trace!(peer = %peer.key, path = ?path.id, error = %e, "send failed");
         peer.counters.send_failed(1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn netbirds_punch_is_recognised_and_nothing_else() {
-        assert!(is_netbird_punch(&[0x6e, 0x62]));
-        for other in [&b""[..], b"n", b"nb\0", b"bn", b"NB", &[0x04, 0, 0, 0]] {
-            assert!(!is_netbird_punch(other), "{other:?}");
-        }
-        assert!(
-            Tunn::parse_incoming_packet(NETBIRD_PUNCH).is_err(),
-            "never a WireGuard message"
-        );
     }
 }

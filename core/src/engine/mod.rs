@@ -26,6 +26,7 @@ use crate::conn::plane::DataPlane;
 use crate::conn::plane::{PlaneEvent, PLANE_EVENT_CAPACITY};
 use crate::conn::{ConnSetup, ControlPlane, ControlStatus, PathIds, SignalSource};
 use crate::filter::RuleSet;
+use crate::ice::IceSocket;
 use crate::keys::{PrivateKey, PublicKey};
 use crate::path::{Inbound, Path, PathId, INBOUND_CAPACITY};
 use crate::relay::RelayManager;
@@ -112,6 +113,8 @@ pub(crate) struct Shared {
     /// Bumped on every `set_tun`, so the tun reader moves to the new device.
     pub tun_changed: watch::Sender<u64>,
     pub udp: Arc<UdpSocket>,
+    /// ICE on that same socket: the receive loop hands it every STUN message.
+    pub ice: IceSocket,
     pub listen_addr: SocketAddr,
     pub table: ArcSwap<PeerTable>,
     /// Management's firewall rules; `None` (peers given by the app): no filter, everything
@@ -180,6 +183,8 @@ impl Engine {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let (plane_events, plane_events_rx) = mpsc::channel(PLANE_EVENT_CAPACITY);
+        let udp = Arc::new(udp);
+        let ice = IceSocket::new(udp.clone()).map_err(EngineError::LocalAddr)?;
         let shared = Arc::new(Shared {
             rate_limiter: Arc::new(RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT)),
             static_private,
@@ -187,7 +192,8 @@ impl Engine {
             private_key: config.private_key.clone(),
             tun: ArcSwap::from_pointee(tun),
             tun_changed: watch::channel(0).0,
-            udp: Arc::new(udp),
+            udp,
+            ice,
             listen_addr,
             table: ArcSwap::from_pointee(PeerTable::default()),
             rules: ArcSwapOption::empty(),
@@ -395,6 +401,7 @@ pub(crate) fn start_control(
         plane_events: inputs.plane_events,
         lazy: config.lazy,
         ice: inputs.setup.ice,
+        ice_socket: Some(shared.ice.clone()),
         relay: relay.clone(),
         signal,
         ice_updates: inputs.ice_updates,

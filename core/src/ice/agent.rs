@@ -13,6 +13,7 @@ use webrtc_ice::candidate::{Candidate, CandidateType};
 use webrtc_ice::mdns::MulticastDnsMode;
 use webrtc_ice::network_type::NetworkType;
 use webrtc_ice::state::ConnectionState;
+use webrtc_ice::udp_network::UDPNetwork;
 use webrtc_ice::url::{ProtoType, SchemeType, Url};
 
 use super::candidate::CandidateKind;
@@ -42,14 +43,22 @@ pub(crate) enum AgentSignal {
 pub(crate) async fn new_agent(config: &IceConfig, session: &IceSession) -> Result<Agent, IceError> {
     let with_turn = session.use_turn || config.force_turn;
     let urls = urls(config, with_turn)?;
-    let mut candidate_types = vec![CandidateType::Host, CandidateType::ServerReflexive];
+    // On the shared socket webrtc-ice gathers no srflx candidate: the worker asks STUN itself.
+    let mut candidate_types = match &config.socket {
+        Some(_) => vec![CandidateType::Host],
+        None => vec![CandidateType::Host, CandidateType::ServerReflexive],
+    };
     if with_turn {
         candidate_types.push(CandidateType::Relay);
     }
     let mut network_types = vec![NetworkType::Udp4];
-    if config.udp6 {
+    if udp6(config) {
         network_types.push(NetworkType::Udp6);
     }
+    let udp_network = match &config.socket {
+        Some(socket) => UDPNetwork::Muxed(socket.mux()),
+        None => UDPNetwork::default(),
+    };
     let interfaces = config.interfaces.clone();
     let ips = config.interfaces.clone();
     let agent_config = AgentConfig {
@@ -72,9 +81,15 @@ pub(crate) async fn new_agent(config: &IceConfig, session: &IceSession) -> Resul
         }))),
         ip_filter: Arc::new(Some(Box::new(move |ip| ips.allows_ip(ip)))),
         include_loopback: config.interfaces.include_loopback,
+        udp_network,
         ..AgentConfig::default()
     };
     Ok(Agent::new(agent_config).await?)
+}
+
+/// Whether sessions use IPv6 candidates: as configured, unless the shared socket is IPv4 only.
+pub(crate) fn udp6(config: &IceConfig) -> bool {
+    config.udp6 && !config.socket.as_ref().is_some_and(|s| s.is_v4())
 }
 
 /// Forwards the agent's callbacks to `signals`; `gathered` turns true when gathering ends.

@@ -79,6 +79,11 @@ pub struct IceConfig {
     pub close_timeout: Duration,
     /// Bound on waiting for gathering to end before closing (see [`GATHER_DRAIN_TIMEOUT`]).
     pub gather_drain_timeout: Duration,
+    /// The engine's own UDP socket, shared with WireGuard (DESIGN 2): host candidates carry its
+    /// port, our own STUN Binding on it gives the srflx candidate, and a P2P pair's WireGuard
+    /// goes straight out of it. `None` (a worker on its own, in tests): the agent opens
+    /// sockets of its own.
+    pub socket: Option<super::socket::IceSocket>,
 }
 
 impl Default for IceConfig {
@@ -98,6 +103,7 @@ impl Default for IceConfig {
             interfaces: InterfaceFilter::default(),
             close_timeout: CLOSE_TIMEOUT,
             gather_drain_timeout: GATHER_DRAIN_TIMEOUT,
+            socket: None,
         }
     }
 }
@@ -113,6 +119,7 @@ impl fmt::Debug for IceConfig {
             .field("failed_timeout", &self.failed_timeout)
             .field("udp6", &self.udp6)
             .field("interfaces", &self.interfaces)
+            .field("shared_socket", &self.socket.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -9,7 +9,7 @@ use webrtc_ice::state::ConnectionState;
 
 use super::candidate::CandidateKind;
 use super::path::IcePath;
-use crate::path::PathKind;
+use crate::path::{Path, PathKind, UdpPath};
 
 /// Capacity of a worker's event channel that callers should use: a session yields a few
 /// candidates per interface and a handful of state changes; 64 holds a whole session's worth,
@@ -25,7 +25,27 @@ pub enum IceEvent {
     /// The agent's connection state changed.
     State(IceState),
     /// A pair was selected: the path is ready to be attached to the engine.
-    Connected { path: Arc<IcePath>, info: PairInfo },
+    Connected { path: ConnectedPath, info: PairInfo },
+}
+
+/// The selected pair as a path of the engine.
+#[derive(Debug, Clone)]
+pub enum ConnectedPath {
+    /// A pair on sockets of webrtc-ice's own: a TURN allocation, or any pair of a worker that
+    /// has no shared socket. Datagrams go through the agent.
+    Agent(Arc<IcePath>),
+    /// A P2P pair on the engine's shared socket: a UDP endpoint of the data plane, batched
+    /// like the direct path (DESIGN 2).
+    SharedSocket(Arc<UdpPath>),
+}
+
+impl ConnectedPath {
+    pub fn path(&self) -> Arc<dyn Path> {
+        match self {
+            ConnectedPath::Agent(p) => p.clone(),
+            ConnectedPath::SharedSocket(p) => p.clone(),
+        }
+    }
 }
 
 /// The agent's connection state, as NetBird's status shows it.

@@ -30,6 +30,9 @@ mod events;
 mod log_noise;
 mod path;
 mod session;
+mod socket;
+mod srflx;
+pub mod stun;
 mod turn_rest;
 mod worker;
 
@@ -43,9 +46,10 @@ pub use config::{
 };
 pub use credentials::{IceCredentials, PWD_LEN, UFRAG_LEN};
 pub use error::IceError;
-pub use events::{CandidateInfo, IceEvent, IceState, PairInfo, ICE_EVENT_CAPACITY};
+pub use events::{CandidateInfo, ConnectedPath, IceEvent, IceState, PairInfo, ICE_EVENT_CAPACITY};
 pub use log_noise::{is_routine_ice_warning, IceLogNoise};
 pub use path::{IcePath, OUTBOUND_CAPACITY};
 pub use session::{is_controlling, IceSession, PathBinding, SessionChange};
+pub use socket::IceSocket;
 pub use turn_rest::{turn_rest_credentials, turn_rest_credentials_for};
 pub use worker::IceWorker;

@@ -15,16 +15,19 @@ use tokio::task::JoinHandle;
 use webrtc_ice::agent::Agent;
 use webrtc_util::Conn;
 
-use super::agent::{candidate_info, forward_callbacks, new_agent, AgentSignal, SIGNAL_CAPACITY};
-use super::candidate::{RejectionCounters, RemoteCandidates};
+use super::agent::{candidate_info, forward_callbacks, new_agent, udp6, AgentSignal, SIGNAL_CAPACITY};
+use super::candidate::{CandidateKind, RejectionCounters, RemoteCandidates};
 use super::config::IceConfig;
 use super::credentials::IceCredentials;
 use super::error::IceError;
-use super::events::{IceEvent, IceState, PairInfo};
+use super::events::{ConnectedPath, IceEvent, IceState, PairInfo};
 use super::path::IcePath;
 use super::session::{classify, IceSession, PathBinding, SessionChange};
+use super::socket::IceSocket;
+use super::srflx;
 use crate::clock::Instant;
 use crate::keys::PublicKey;
+use crate::path::UdpPath;
 
 /// The ICE worker of one peer.
 pub struct IceWorker {
@@ -111,14 +114,9 @@ impl IceWorker {
         self.add(Some(remote_ufrag), candidate)
     }
 
-    /// The current session's path, once connected.
-    pub fn path(&self) -> Option<Arc<IcePath>> {
-        self.current.lock().as_ref().and_then(|r| r.path.lock().clone())
-    }
-
     /// The selected pair of the current session, once connected.
     pub fn selected_pair(&self) -> Option<PairInfo> {
-        self.path().map(|p| p.info())
+        self.current.lock().as_ref().and_then(|r| *r.pair.lock())
     }
 
     /// The remote ufrag of the running session.
@@ -159,7 +157,10 @@ impl IceWorker {
         }
         let (cancel, cancelled) = mpsc::channel(1);
         let path = Arc::new(Mutex::new(None));
+        let pair = Arc::new(Mutex::new(None));
         let connect = Connect {
+            pair: pair.clone(),
+            socket: self.config.socket.clone(),
             agent: agent.clone(),
             controlling: session.controlling,
             remote: session.remote.clone(),
@@ -168,10 +169,21 @@ impl IceWorker {
             events: self.events.clone(),
             path: path.clone(),
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(pump(signals, self.events.clone(), self.peer)),
             tokio::spawn(connect.run(cancelled)),
         ];
+        if let Some(socket) = self.config.socket.clone() {
+            let (stun_urls, events, peer) = (self.config.stun_urls.clone(), self.events.clone(), self.peer);
+            tasks.push(tokio::spawn(async move {
+                for c in srflx::candidates(&socket, &stun_urls).await {
+                    tracing::debug!(%peer, candidate = %c, "local candidate (our own STUN)");
+                    if events.send(IceEvent::LocalCandidate(c)).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
         tracing::debug!(
             peer = %self.peer,
             controlling = session.controlling,
@@ -181,11 +193,12 @@ impl IceWorker {
         );
         Ok(Arc::new(Running {
             agent,
-            candidates: Mutex::new(RemoteCandidates::new(&session.remote.ufrag, self.config.udp6)),
+            candidates: Mutex::new(RemoteCandidates::new(&session.remote.ufrag, udp6(&self.config))),
             remote: session.remote,
             tasks: Mutex::new(tasks),
             cancel: Mutex::new(Some(cancel)),
             path,
+            pair,
             gathered,
             peer: self.peer,
         }))
@@ -238,7 +251,9 @@ struct Running {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Dropping it cancels a dial or accept in progress.
     cancel: Mutex<Option<mpsc::Sender<()>>>,
+    /// The session's path when it is an [`IcePath`] (its tasks stop with the session).
     path: Arc<Mutex<Option<Arc<IcePath>>>>,
+    pair: Arc<Mutex<Option<PairInfo>>>,
     gathered: watch::Receiver<bool>,
     peer: PublicKey,
 }
@@ -308,6 +323,8 @@ async fn pump(mut signals: mpsc::Receiver<AgentSignal>, events: mpsc::Sender<Ice
 
 /// Dials or accepts, then turns the selected pair into a path.
 struct Connect {
+    socket: Option<IceSocket>,
+    pair: Arc<Mutex<Option<PairInfo>>>,
     agent: Arc<Agent>,
     controlling: bool,
     remote: IceCredentials,
@@ -356,8 +373,21 @@ impl Connect {
             remote,
             time_to_connect: Instant::now().saturating_duration_since(self.started),
         };
-        let path = IcePath::start(conn, self.binding, info);
-        *self.path.lock() = Some(path.clone());
+        *self.pair.lock() = Some(info);
+        let path = match (&self.socket, info.local.kind) {
+            // A relay candidate's datagrams go through its TURN allocation, on its own socket.
+            (Some(_), CandidateKind::Relay) | (None, _) => {
+                let path = IcePath::start(conn, self.binding, info);
+                *self.path.lock() = Some(path.clone());
+                ConnectedPath::Agent(path)
+            }
+            // Every other local candidate is the shared socket: WireGuard goes straight to the
+            // pair's remote address and comes back through the data plane's own receive loop.
+            (
+                Some(socket),
+                CandidateKind::Host | CandidateKind::ServerReflexive | CandidateKind::PeerReflexive,
+            ) => ConnectedPath::SharedSocket(Arc::new(UdpPath::ice(socket.udp().clone(), info.remote.addr))),
+        };
         tracing::info!(
             %peer,
             kind = %info.path_kind(),

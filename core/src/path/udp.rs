@@ -1,5 +1,6 @@
-//! The direct path: WireGuard over the engine's UDP socket to one endpoint, which moves to
-//! wherever authenticated packets come from (WireGuard's roaming).
+//! WireGuard over the engine's UDP socket to one endpoint: the direct path, which moves to
+//! wherever authenticated packets come from (WireGuard's roaming), and an ICE pair's path on
+//! the same socket, which stays on the pair ICE selected.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,13 +14,25 @@ use super::{Path, PathError, PathKind};
 pub struct UdpPath {
     socket: Arc<UdpSocket>,
     endpoint: Mutex<SocketAddr>,
+    kind: PathKind,
 }
 
 impl UdpPath {
+    /// The direct path.
     pub fn new(socket: Arc<UdpSocket>, endpoint: SocketAddr) -> Self {
         Self {
             socket,
             endpoint: Mutex::new(endpoint),
+            kind: PathKind::Direct,
+        }
+    }
+
+    /// An ICE P2P pair on the engine's socket, towards the pair's remote candidate.
+    pub fn ice(socket: Arc<UdpSocket>, remote: SocketAddr) -> Self {
+        Self {
+            socket,
+            endpoint: Mutex::new(remote),
+            kind: PathKind::IceP2p,
         }
     }
 
@@ -40,7 +53,7 @@ impl UdpPath {
 
 impl Path for UdpPath {
     fn kind(&self) -> PathKind {
-        PathKind::Direct
+        self.kind
     }
 
     fn remote(&self) -> String {

@@ -14,7 +14,7 @@ use crate::clock::Instant;
 use crate::config::PeerConfig;
 use crate::filter::PeerFilter;
 use crate::keys::{PrivateKey, PublicKey};
-use crate::path::{Path, PathError, PathId, PathStats, UdpPath};
+use crate::path::{Path, PathError, PathId, PathKind, PathStats, UdpPath};
 
 /// A path attached to a peer, with its observations.
 #[derive(Debug)]
@@ -37,6 +37,9 @@ struct Paths {
     all: Vec<Arc<AttachedPath>>,
     /// The direct UDP path, also in `all`; kept typed for roaming.
     direct: Option<(PathId, Arc<UdpPath>)>,
+    /// ICE P2P pairs on the engine's socket, also in `all`, by remote address: what arrives
+    /// from there is theirs, not the direct path's.
+    ice: Vec<(SocketAddr, Arc<AttachedPath>)>,
 }
 
 pub(crate) struct Peer {
@@ -119,7 +122,11 @@ impl Peer {
             path,
             stats: PathStats::default(),
         });
-        self.paths.lock().all.push(attached.clone());
+        let mut paths = self.paths.lock();
+        if let (PathKind::IceP2p, Some(remote)) = (attached.path.kind(), attached.path.udp_endpoint()) {
+            paths.ice.push((remote, attached.clone()));
+        }
+        paths.all.push(attached.clone());
         attached
     }
 
@@ -129,6 +136,7 @@ impl Peer {
         let mut paths = self.paths.lock();
         let before = paths.all.len();
         paths.all.retain(|p| p.id != id);
+        paths.ice.retain(|(_, p)| p.id != id);
         if paths.direct.as_ref().is_some_and(|(d, _)| *d == id) {
             paths.direct = None;
         }
@@ -154,9 +162,10 @@ impl Peer {
         true
     }
 
-    /// The direct path, towards `endpoint`: created (attached, not active) if the peer has
-    /// none, re-aimed if it pointed elsewhere (keeping whether it is active, so plain WireGuard
-    /// peers follow a roaming endpoint).
+    /// The path of an authenticated datagram from `endpoint` on the engine's socket: the ICE
+    /// pair with that remote address if there is one, else the direct path, created (attached,
+    /// not active) if the peer has none, re-aimed if it pointed elsewhere (keeping whether it
+    /// is active, so plain WireGuard peers follow a roaming endpoint).
     pub fn direct_path(
         &self,
         socket: &Arc<UdpSocket>,
@@ -164,6 +173,9 @@ impl Peer {
         next_id: impl FnOnce() -> PathId,
     ) -> DirectPath {
         let mut paths = self.paths.lock();
+        if let Some((_, ice)) = paths.ice.iter().find(|(remote, _)| *remote == endpoint) {
+            return DirectPath::Same(ice.clone());
+        }
         let existing = paths.direct.as_ref().and_then(|(id, udp)| {
             let attached = paths.all.iter().find(|p| p.id == *id)?.clone();
             Some((attached, udp.clone()))
