@@ -42,7 +42,12 @@ pub(crate) enum AgentSignal {
 /// A new agent for `session`, with mDNS off and NetBird's timings from `config`.
 pub(crate) async fn new_agent(config: &IceConfig, session: &IceSession) -> Result<Agent, IceError> {
     let with_turn = session.use_turn || config.force_turn;
-    let urls = urls(config, with_turn)?;
+    let mut urls = urls(config, with_turn)?;
+    if config.socket.is_some() {
+        // The worker asks STUN itself on the shared socket; webrtc-ice refuses STUN URLs when
+        // it gathers no srflx candidate.
+        urls.retain(|u| u.scheme != SchemeType::Stun);
+    }
     // On the shared socket webrtc-ice gathers no srflx candidate: the worker asks STUN itself.
     let mut candidate_types = match &config.socket {
         Some(_) => vec![CandidateType::Host],

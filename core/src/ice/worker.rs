@@ -382,11 +382,16 @@ impl Connect {
                 ConnectedPath::Agent(path)
             }
             // Every other local candidate is the shared socket: WireGuard goes straight to the
-            // pair's remote address and comes back through the data plane's own receive loop.
+            // pair's remote address (a peer's TURN allocation included) and comes back through
+            // the data plane's own receive loop.
             (
                 Some(socket),
                 CandidateKind::Host | CandidateKind::ServerReflexive | CandidateKind::PeerReflexive,
-            ) => ConnectedPath::SharedSocket(Arc::new(UdpPath::ice(socket.udp().clone(), info.remote.addr))),
+            ) => ConnectedPath::SharedSocket(Arc::new(UdpPath::ice(
+                    socket.udp().clone(),
+                    info.remote.addr,
+                    info.path_kind(),
+                ))),
         };
         tracing::info!(
             %peer,

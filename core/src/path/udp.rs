@@ -27,12 +27,13 @@ impl UdpPath {
         }
     }
 
-    /// An ICE P2P pair on the engine's socket, towards the pair's remote candidate.
-    pub fn ice(socket: Arc<UdpSocket>, remote: SocketAddr) -> Self {
+    /// An ICE pair on the engine's socket, towards the pair's remote candidate: `IceP2p`, or
+    /// `IceTurn` when that candidate is the peer's TURN allocation.
+    pub fn ice(socket: Arc<UdpSocket>, remote: SocketAddr, kind: PathKind) -> Self {
         Self {
             socket,
             endpoint: Mutex::new(remote),
-            kind: PathKind::IceP2p,
+            kind,
         }
     }
 

@@ -37,8 +37,8 @@ struct Paths {
     all: Vec<Arc<AttachedPath>>,
     /// The direct UDP path, also in `all`; kept typed for roaming.
     direct: Option<(PathId, Arc<UdpPath>)>,
-    /// ICE P2P pairs on the engine's socket, also in `all`, by remote address: what arrives
-    /// from there is theirs, not the direct path's.
+    /// ICE pairs on the engine's socket, also in `all`, by remote address: what arrives from
+    /// there is theirs, not the direct path's.
     ice: Vec<(SocketAddr, Arc<AttachedPath>)>,
 }
 
@@ -123,7 +123,9 @@ impl Peer {
             stats: PathStats::default(),
         });
         let mut paths = self.paths.lock();
-        if let (PathKind::IceP2p, Some(remote)) = (attached.path.kind(), attached.path.udp_endpoint()) {
+        if let (PathKind::IceP2p | PathKind::IceTurn, Some(remote)) =
+            (attached.path.kind(), attached.path.udp_endpoint())
+        {
             paths.ice.push((remote, attached.clone()));
         }
         paths.all.push(attached.clone());
