@@ -39,6 +39,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v turnserver >/dev/null || need+=(coturn)
 command -v ss >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
+command -v conntrack >/dev/null || need+=(conntrack)
 command -v jq >/dev/null || need+=(jq)
 command -v gcc >/dev/null || need+=(gcc)
 if ((${#need[@]})); then

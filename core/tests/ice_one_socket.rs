@@ -57,7 +57,9 @@ fn node(n: u8, own: &PrivateKey, others: &[(PrivateKey, u8)], hub: &SignalHub) -
 fn udp_sockets() -> usize {
     let mut udp_inodes = HashSet::new();
     for table in ["/proc/self/net/udp", "/proc/self/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             // Column 10 is the inode.
             if let Some(inode) = line.split_whitespace().nth(9) {
@@ -95,7 +97,8 @@ async fn an_engine_runs_wireguard_ice_and_every_peers_session_on_one_udp_socket(
     // (host candidates carry the WireGuard port).
     let deadline = tokio::time::Instant::now() + WAIT * 3;
     let mut events = a.engine.subscribe();
-    let all_p2p = |s: &peerlink_core::EngineStatus| s.peers.iter().all(|p| p.active_path == Some(PathKind::IceP2p));
+    let all_p2p =
+        |s: &peerlink_core::EngineStatus| s.peers.iter().all(|p| p.active_path == Some(PathKind::IceP2p));
     while !all_p2p(&a.engine.status()) {
         assert!(tokio::time::Instant::now() < deadline, "{:#?}", a.engine.status());
         let _ = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
@@ -130,7 +133,11 @@ async fn an_engine_runs_wireguard_ice_and_every_peers_session_on_one_udp_socket(
     }
 
     // Six engines, ten ICE sessions between them: six UDP sockets.
-    assert_eq!(udp_sockets(), usize::from(SPOKES) + 1, "one UDP socket per engine");
+    assert_eq!(
+        udp_sockets(),
+        usize::from(SPOKES) + 1,
+        "one UDP socket per engine"
+    );
     a.engine.stop().await;
     for s in spokes {
         s.engine.stop().await;

@@ -144,7 +144,7 @@ lab_ms() {
 # nb_lab_require: skip the suite unless coturn and NetBird's servers are there (a failure in CI).
 nb_lab_require() {
     local c
-    for c in iptables ping ss; do
+    for c in iptables ping ss conntrack; do
         command -v "$c" >/dev/null 2>&1 || lab_skip "$c missing"
     done
     command -v turnserver >/dev/null 2>&1 || lab_skip "coturn missing (apt-get install -y coturn)"

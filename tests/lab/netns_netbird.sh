@@ -17,7 +17,7 @@ trap 'stop_servers; coturn_stop; lab_cleanup' EXIT
 
 nb_lab_servers nbsrv$LAB_TAG
 
-# Sections to run (all by default): LAB_ONLY="lan nat blk sym".
+# Sections to run (all by default): LAB_ONLY="lan nat rebind blk sym".
 want() { [[ -z ${LAB_ONLY:-} || " $LAB_ONLY " == *" $1 "* ]]; }
 
 # --- same LAN: host candidates -------------------------------------------------------------
@@ -37,8 +37,9 @@ fi
 
 # --- each behind its own NAT: server-reflexive ---------------------------------------------
 NA=nbna$LAB_TAG NB=nbnb$LAB_TAG
-if want nat || want blk; then
+if want nat || want blk || want rebind; then
 nat_behind "$NA" 2
+NA_WAN_IF=$NAT_WAN_IF
 nat_behind "$NB" 3
 fi
 if want nat; then
@@ -47,6 +48,33 @@ lab_wait 15 "ICE P2P through the NATs" nb_path_is "$NA" panat ice-p2p || true
 lab_check "two NATs: ICE P2P carries the traffic" nb_path_is "$NA" panat ice-p2p
 lab_check "two NATs: ping both ways" bash -c \
     "ip netns exec $NA ping -c 2 -i 0.2 -W 2 10.254.0.2 && ip netns exec $NB ping -c 2 -i 0.2 -W 2 10.254.0.1"
+nb_stop_peers
+fi
+
+# --- NAT rebinding: A's router forgets its mappings and maps the shared socket anew ----------
+# (conntrack flushed, new mappings from another port range): ICE's consent checks and WireGuard
+# share that one mapping, so they must recover together, back on ICE P2P.
+if want rebind; then
+lab_check "NAT rebinding: connected through signal" nb_connect rebind "$NA" "$NB" yes yes
+lab_wait 15 "ICE P2P through the NATs" nb_path_is "$NA" parebind ice-p2p || true
+lab_check "NAT rebinding: ICE P2P before" nb_path_is "$NA" parebind ice-p2p
+ip netns exec "$NA" ping -i 0.1 -W 1 10.254.0.2 >"$LAB_TMP/rebind-ping.log" 2>&1 &
+rebind_ping=$!
+_LAB_PIDS+=("$rebind_ping")
+lab_wait 10 "pings answered" grep -q 'bytes from' "$LAB_TMP/rebind-ping.log"
+ip netns exec "$NA-r" iptables -t nat -F POSTROUTING
+ip netns exec "$NA-r" iptables -t nat -A POSTROUTING -o "$NA_WAN_IF" -p udp -j MASQUERADE --to-ports 20000-20999
+ip netns exec "$NA-r" iptables -t nat -A POSTROUTING -o "$NA_WAN_IF" -j MASQUERADE
+ip netns exec "$NA-r" conntrack -F >/dev/null 2>&1
+rebind_at=$EPOCHREALTIME
+replies_before=$(grep -c 'bytes from' "$LAB_TMP/rebind-ping.log")
+lab_check "NAT rebinding: pings answered again" lab_wait 30 "replies after the rebinding" \
+    bash -c "(( \$(grep -c 'bytes from' '$LAB_TMP/rebind-ping.log') > $replies_before + 5 ))"
+echo "figure NAT rebinding -> pings answered again: $(lab_ms "$rebind_at") ms (upper bound: 5 replies after)" | tee -a "$LAB_TMP/figures"
+lab_check "NAT rebinding: back on ICE P2P through the new mapping" lab_wait 30 "ICE P2P again" nb_path_is "$NA" parebind ice-p2p
+lab_check "NAT rebinding: the router mapped the shared socket anew" bash -c \
+    "ip netns exec $NA-r conntrack -L -p udp 2>/dev/null | grep -qE 'dport=20[0-9]{3} '"
+kill "$rebind_ping" 2>/dev/null || true
 nb_stop_peers
 fi
 

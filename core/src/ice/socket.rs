@@ -44,9 +44,10 @@ const BINDING_RETRIES: [Duration; 3] = [
     Duration::from_millis(2000),
 ];
 /// A mapping answered this recently is reused by the next sessions instead of asking again:
-/// 100 peers starting at once send one Binding per server, not 100. NAT mappings of an
-/// active socket live far longer (RFC 4787 asks ≥ 2 min); a network change forgets them.
-const MAPPING_FRESH_FOR: Duration = Duration::from_secs(30);
+/// 100 peers starting at once send one Binding per server, not 100. Short, because a session
+/// that starts later may start because the NAT rebound the socket (its old pair went stale),
+/// and then only a fresh answer is right; a network change forgets them at once.
+const MAPPING_FRESH_FOR: Duration = Duration::from_secs(3);
 /// Lookups waiting for an answer at once: one per STUN server per concurrent session start,
 /// bounded so a flood of answers cannot grow the map (a full map refuses new lookups).
 const MAX_PENDING: usize = 256;
@@ -206,7 +207,9 @@ impl Drop for Inner {
                     let _ = mux.close().await;
                 });
             }
-            Err(_) => tracing::debug!("ICE socket dropped outside a runtime; its mux task ends with the runtime"),
+            Err(_) => {
+                tracing::debug!("ICE socket dropped outside a runtime; its mux task ends with the runtime")
+            }
         }
     }
 }

@@ -388,10 +388,10 @@ impl Connect {
                 Some(socket),
                 CandidateKind::Host | CandidateKind::ServerReflexive | CandidateKind::PeerReflexive,
             ) => ConnectedPath::SharedSocket(Arc::new(UdpPath::ice(
-                    socket.udp().clone(),
-                    info.remote.addr,
-                    info.path_kind(),
-                ))),
+                socket.udp().clone(),
+                info.remote.addr,
+                info.path_kind(),
+            ))),
         };
         tracing::info!(
             %peer,

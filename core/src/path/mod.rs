@@ -67,6 +67,13 @@ pub trait Path: Send + Sync + fmt::Debug {
     fn udp_endpoint(&self) -> Option<std::net::SocketAddr> {
         None
     }
+
+    /// For paths on the engine's own UDP socket: an authenticated datagram came from `from`;
+    /// aim there from now on. Returns true if the endpoint moved (false: it did not, or the
+    /// path cannot move).
+    fn roam_to(&self, _from: std::net::SocketAddr) -> bool {
+        false
+    }
 }
 
 /// A datagram that arrived on a non-direct path, on its way to the engine's data plane.

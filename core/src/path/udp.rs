@@ -40,16 +40,6 @@ impl UdpPath {
     pub fn endpoint(&self) -> SocketAddr {
         *self.endpoint.lock()
     }
-
-    /// Roaming: an authenticated packet came from `from`. Returns true if the endpoint moved.
-    pub fn roam_to(&self, from: SocketAddr) -> bool {
-        let mut e = self.endpoint.lock();
-        if *e == from {
-            return false;
-        }
-        *e = from;
-        true
-    }
 }
 
 impl Path for UdpPath {
@@ -63,6 +53,16 @@ impl Path for UdpPath {
 
     fn udp_endpoint(&self) -> Option<SocketAddr> {
         Some(self.endpoint())
+    }
+
+    /// Roaming: an authenticated packet came from `from`.
+    fn roam_to(&self, from: SocketAddr) -> bool {
+        let mut e = self.endpoint.lock();
+        if *e == from {
+            return false;
+        }
+        *e = from;
+        true
     }
 
     fn send(&self, datagram: &[u8]) -> Result<(), PathError> {

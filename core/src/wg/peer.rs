@@ -182,6 +182,24 @@ impl Peer {
             let attached = paths.all.iter().find(|p| p.id == *id)?.clone();
             Some((attached, udp.clone()))
         });
+        if let Some((attached, udp)) = &existing {
+            if udp.endpoint() == endpoint {
+                return DirectPath::Same(attached.clone());
+            }
+        }
+        // The NAT in front of the peer rebound its socket: its packets come from a new
+        // address. The active ICE pair on our socket follows them, as WireGuard's roaming does,
+        // rather than a second path appearing beside it; ICE's own consent checks still go to
+        // the old address, and when they fail a new session finds the new mapping.
+        if let Some(active) = self.active.load_full() {
+            if let Some(entry) = paths.ice.iter_mut().find(|(_, p)| p.id == active.id) {
+                if active.path.roam_to(endpoint) {
+                    entry.0 = endpoint;
+                    tracing::debug!(peer = %self.key, path = ?active.id, to = %endpoint, "ICE pair's remote roamed");
+                    return DirectPath::Reaimed(active);
+                }
+            }
+        }
         if let Some((attached, udp)) = existing {
             if !udp.roam_to(endpoint) {
                 return DirectPath::Same(attached);
@@ -272,6 +290,43 @@ mod tests {
         assert_eq!(moved.id, PathId(7));
         assert_eq!(moved.path.udp_endpoint(), Some(b));
         assert_eq!(active(&peer), Some(PathId(7)), "still active after roaming");
+    }
+
+    #[tokio::test]
+    async fn what_comes_from_an_ice_pairs_remote_is_the_pairs_and_the_active_pair_roams() {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let (pair, configured, rebound): (SocketAddr, SocketAddr, SocketAddr) = (
+            "192.0.2.1:1".parse().unwrap(),
+            "192.0.2.9:9".parse().unwrap(),
+            "192.0.2.1:20001".parse().unwrap(),
+        );
+        let peer = peer();
+        let ice = Arc::new(UdpPath::ice(socket.clone(), pair, PathKind::IceP2p));
+        peer.attach(PathId(1), ice);
+        let DirectPath::Created(direct) = peer.direct_path(&socket, configured, || PathId(2)) else {
+            panic!("no direct path yet")
+        };
+        let DirectPath::Same(from_pair) = peer.direct_path(&socket, pair, || PathId(3)) else {
+            panic!("the pair's own remote")
+        };
+        assert_eq!(from_pair.id, PathId(1), "not a roaming of the direct path");
+        // Inactive, the pair does not roam: a new address is the direct path's.
+        let DirectPath::Reaimed(moved) = peer.direct_path(&socket, rebound, || PathId(4)) else {
+            panic!("the direct path follows")
+        };
+        assert_eq!(moved.id, direct.id);
+        peer.direct_path(&socket, configured, || PathId(5));
+        // Active, it follows its peer's rebound NAT; the direct path stays where it is.
+        peer.activate(Some(PathId(1)));
+        let DirectPath::Reaimed(roamed) = peer.direct_path(&socket, rebound, || PathId(6)) else {
+            panic!("the active pair follows")
+        };
+        assert_eq!(roamed.id, PathId(1));
+        assert_eq!(roamed.path.udp_endpoint(), Some(rebound));
+        assert_eq!(direct.path.udp_endpoint(), Some(configured));
+        assert!(
+            matches!(peer.direct_path(&socket, rebound, || PathId(7)), DirectPath::Same(p) if p.id == PathId(1))
+        );
     }
 
     fn peer() -> Peer {
