@@ -27,7 +27,10 @@ source "$(dirname "$0")/../lab/servers.sh"
 lab_require_root
 nb_lab_require
 command -v iperf3 >/dev/null || lab_skip "iperf3 missing (apt-get install -y iperf3)"
-trap 'stop_servers; coturn_stop; lab_cleanup' EXIT
+# The evidence outlives the run: both engines' logs, the events, the /proc and path samples.
+KEEP=$(mktemp -d "${TMPDIR:-/tmp}/peerlink-soak.XXXXXX")
+keep() { cp "$LAB_TMP"/sk-?.log "$LAB_TMP"/{events,proc,paths,verdicts,ping.log} "$KEEP/" 2>/dev/null || true; }
+trap 'keep; stop_servers; coturn_stop; lab_cleanup' EXIT
 
 SOAK_SECS=${SOAK_SECS:-600}
 SAMPLE_SECS=${SAMPLE_SECS:-5}
@@ -184,6 +187,9 @@ PY
 sed 's/^/# verdict: /' "$LAB_TMP/verdicts"
 false_verdicts=$(grep -c ' false path=' "$LAB_TMP/verdicts" || true)
 expected=$(grep -c ' expected path=' "$LAB_TMP/verdicts" || true)
+in_logs=$(cat "$LAB_TMP"/sk-?.log | grep -c 'path stale' || true)
+lab_check "soak: every verdict in the logs was classified ($in_logs in the logs)" \
+    test "$in_logs" -eq $((false_verdicts + expected))
 
 # --- results ----------------------------------------------------------------------------------
 read -r rss_a thr_a fd_a rss_b thr_b fd_b < <(awk 'NR == 1 { print $2, $3, $4, $5, $6, $7 }' "$LAB_TMP/proc")
@@ -211,8 +217,9 @@ bytes=$(awk '{ n += $1 } END { print n + 0 }' "$LAB_TMP/iperf.bytes" 2>/dev/null
 ice_share=$(awk '{ n++; if ($2 == "ice-p2p" && $3 == "ice-p2p") k++ } END { printf "%.0f", n ? 100 * k / n : 0 }' "$LAB_TMP/paths")
 echo "sample soak_false_verdicts $false_verdicts count expected=$expected secs=$SOAK_SECS"
 awk -v b="$bytes" -v s="$SOAK_SECS" -v sent="${sent:-0}" -v got="$got" -v ice="$ice_share" 'BEGIN {
-    printf "sample soak_throughput %.1f Mbit/s bytes=%d ping_loss_pct=%.1f ice_p2p_samples_pct=%s\n",
+    printf "sample soak_throughput %.1f Mbit/s bytes=%.0f ping_loss_pct=%.1f ice_p2p_samples_pct=%s\n",
         b * 8 / s / 1e6, b, sent ? 100 * (sent - got) / sent : 100, ice }'
 echo "sample soak_rss_growth_a $(awk -v a="$rss_a" -v b="$(last 2)" 'BEGIN { printf "%.1f", 100 * (b - a) / a }') % first_kib=$rss_a last_kib=$(last 2) max_kib=$(maxc 2)"
 echo "sample soak_rss_growth_b $(awk -v a="$rss_b" -v b="$(last 5)" 'BEGIN { printf "%.1f", 100 * (b - a) / a }') % first_kib=$rss_b last_kib=$(last 5) max_kib=$(maxc 5)"
+echo "# logs, events and samples kept in $KEEP"
 lab_summary
