@@ -23,7 +23,9 @@
 #   QUICK=1    one run each with short windows and fewer peers: checks the script end to end
 #   ONLY="…"   the sections to run (default: all, in the order above)
 #   OUT=FILE   where the figure lines go as well (default $TMPDIR/peerlink-figures.txt)
-#   BORINGTUN_INSTALL=1  install boringtun-cli 0.7.1 from crates.io for its anchor (see throughput.sh)
+#   BORINGTUN_INSTALL=0  no boringtun-cli anchor unless it is already built (by default it is
+#              installed once from crates.io, `cargo install boringtun-cli --version 0.7.1`, into
+#              the lab tools' cache; see throughput.sh)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -38,7 +40,7 @@ LOGS=$(mktemp -d "${TMPDIR:-/tmp}/peerlink-bench.XXXXXX")
 if ((QUICK)); then
     START_RUNS=1 WATCH_RUNS=1 TP_RUNS=1 TP_SECS=3 PACED=3 PEERS=10 IDLE_N=3 IDLE_WINDOW=10 SOAK=${SOAK_SECS:-60}
 else
-    START_RUNS=10 WATCH_RUNS=5 TP_RUNS=3 TP_SECS=10 PACED=10 PEERS=100 IDLE_N=20 IDLE_WINDOW=60 SOAK=${SOAK_SECS:-600}
+    START_RUNS=10 WATCH_RUNS=10 TP_RUNS=3 TP_SECS=10 PACED=10 PEERS=100 IDLE_N=20 IDLE_WINDOW=60 SOAK=${SOAK_SECS:-600}
 fi
 
 want() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -74,7 +76,7 @@ fi
 want memory && section memory bash "$HERE/memory.sh" "$PEERS"
 want start && section start env RUNS="$START_RUNS" bash "$HERE/start.sh"
 want watcher && section watcher env RUNS="$WATCH_RUNS" SOAK_RUNS=0 bash "$HERE/watcher.sh"
-want throughput && section throughput env INPROCESS=0 RUNS="$TP_RUNS" SECS="$TP_SECS" PACED_SECS="$PACED" bash "$HERE/throughput.sh"
+want throughput && section throughput env INPROCESS=0 BORINGTUN_INSTALL="${BORINGTUN_INSTALL:-1}" RUNS="$TP_RUNS" SECS="$TP_SECS" PACED_SECS="$PACED" bash "$HERE/throughput.sh"
 want peers && SAMPLE_FILTER=memory_peers_ice section peers env N="$PEERS" MODES=open WINDOW=10 bash "$HERE/idle.sh"
 want idle && SAMPLE_FILTER='idle_wakeups_.*' section idle env N="$IDLE_N" MODES="open idle" WINDOW="$IDLE_WINDOW" bash "$HERE/idle.sh"
 want soak && section soak env SOAK_SECS="$SOAK" bash "$HERE/soak.sh"
