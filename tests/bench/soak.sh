@@ -34,14 +34,14 @@ KEEP=$(mktemp -d "${TMPDIR:-/tmp}/peerlink-soak.XXXXXX")
 keep() { cp "$LAB_TMP"/sk-?.log "$LAB_TMP"/{events,proc,paths,verdicts,ping.log} "$KEEP/" 2>/dev/null || true; }
 trap 'keep; stop_servers; coturn_stop; lab_cleanup' EXIT
 
-SOAK_SECS=${SOAK_SECS:-600}
-SAMPLE_SECS=${SAMPLE_SECS:-5}
-CHUNK=${CHUNK:-30}
-GRACE=${GRACE:-30}
-END_BOUND=${END_BOUND:-60}
-RSS_GROWTH=${RSS_GROWTH:-25}
-THREAD_GROWTH=${THREAD_GROWTH:-2}
-FD_GROWTH=${FD_GROWTH:-4}
+SOAK_SECS=${SOAK_SECS:-600}         # DESIGN §9: a 10-minute soak
+SAMPLE_SECS=${SAMPLE_SECS:-5}       # 120 samples in 10 min: a trend shows, sampling costs nothing
+CHUNK=${CHUNK:-30}                  # an event that breaks a TCP stream costs at most this much traffic
+GRACE=${GRACE:-30}                  # relay reconnect backoff plus the watcher's deadlines, with room
+END_BOUND=${END_BOUND:-60}          # the watcher suite's HEAL_BOUND
+RSS_GROWTH=${RSS_GROWTH:-25}        # allocator noise is a few %, a leak under full load is more
+THREAD_GROWTH=${THREAD_GROWTH:-2}   # tokio's blocking pool may keep a thread or two for a while
+FD_GROWTH=${FD_GROWTH:-4}           # a relay and a signal connection and ICE sockets mid-replacement
 LOSS='-p udp -m statistic --mode random --probability 0.05'
 
 SRV=sksrv$LAB_TAG
