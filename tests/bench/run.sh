@@ -28,7 +28,7 @@
 #              the lab tools' cache; see throughput.sh)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 HERE=tests/bench
 README=0
 [[ ${1:-} == --readme ]] && README=1

@@ -19,7 +19,7 @@ trap 'stop_servers; coturn_stop; lab_cleanup' EXIT
 RUNS=${RUNS:-10}
 TOPOLOGIES=${TOPOLOGIES:-lan nat relay}
 
-nb_lab_servers stsrv$LAB_TAG
+nb_lab_servers "stsrv$LAB_TAG"
 LA=stla$LAB_TAG LB=stlb$LAB_TAG
 nat_same_lan "$LA" "$LB" 1
 NA=stna$LAB_TAG NB=stnb$LAB_TAG

@@ -134,7 +134,7 @@ anchors_up() {
 # round PATH: bare path, then every engine at full speed and paced; one sample line per figure.
 # Needs A, B, BARE_BIND, BARE_DST, PL_DST, PIDS_pl, PIDS_wg, PIDS_bt.
 round() {
-    local path=$1 e dst pids bare gbits ticks0 ticks bytes
+    local path=$1 e dst pids bare ticks0 ticks bytes
     declare -A rate cpu
     iperf "$B" "$BARE_BIND" "$BARE_DST" -t "$SECS"
     bare=$(received gbits)
@@ -207,7 +207,7 @@ fi
 
 # --- ice: two NAT routers and a hub with NetBird's signal and relay and coturn ----------------
 if [[ " $PATHS " == *" ice "* ]]; then
-    nb_lab_servers btsrv$LAB_TAG
+    nb_lab_servers "btsrv$LAB_TAG"
     A=btna$LAB_TAG B=btnb$LAB_TAG
     nat_behind "$A" 2
     nat_behind "$B" 3
