@@ -72,6 +72,10 @@ step "test counting (tests/tally.sh)"
 bash tests/tally_test.sh
 record "tally_test" $?
 
+step "benchmark figures: medians, ratios, the README table (tests/bench/figures_test.py)"
+python3 tests/bench/figures_test.py
+record "figures_test" $?
+
 step "cargo test"
 PEERLINK_SKIP_LOG=$log_dir/cargo-test.skips cargo test --workspace --locked --no-fail-fast 2>&1 |
     tee "$log_dir/cargo-test.log"

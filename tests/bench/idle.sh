@@ -14,6 +14,8 @@
 # from /proc) and the UDP datagrams and TCP segments A's namespace sent per minute. Then, in the
 # idle run, the time from the first packet to an idle peer to its reply (one ping to each of
 # the first WAKES peers, each idle until then): median and worst.
+# Prints `sample` lines too (tests/bench/figures.py): idle_wakeups_{ice,relay,lazy} and, for the
+# open run, memory_peers_ice (A's VmRSS with N connected peers over ICE).
 # Usage: tests/bench/idle.sh   (N=20, WINDOW=60, WAKES=10, MODES="open relay idle"; the release
 # CLI must be built). N=100 MODES=idle gives the memory of 100 peers of which 90 are idle.
 source "$(dirname "$0")/../lab/lib.sh"
@@ -105,7 +107,14 @@ run() {
         what = (m == "open" ? "connected quiet peers over ICE" : m == "relay" ? "connected quiet peers on the relay (ICE off)" : "idle peers")
         printf "idle engine with %d %s: %.2f wake-ups/s (%.2f voluntary), %.1f UDP datagrams/min, %.1f TCP segments/min\n",
             n, what, w / s, v / s, u * 60 / s, t * 60 / s }'
-    printf 'idle engine RSS (%s): %d KiB\n' "$mode" "$(awk '/VmRSS/ { print $2 }' /proc/"$pid"/status)"
+    local rss
+    rss=$(awk '/VmRSS/ { print $2 }' /proc/"$pid"/status)
+    printf 'idle engine RSS (%s): %d KiB\n' "$mode" "$rss"
+    # The same as `sample` lines (tests/bench/figures.py): open is ICE, idle is lazy.
+    awk -v m="$mode" -v n="$N" -v w=$((w1 - w0)) -v u=$((u1 - u0)) -v t=$((t1 - t0)) -v s="$WINDOW" -v rss="$rss" 'BEGIN {
+        name = (m == "open" ? "ice" : m == "relay" ? "relay" : "lazy")
+        printf "sample idle_wakeups_%s %.2f /s peers=%d udp_per_min=%.1f tcp_per_min=%.1f\n", name, w / s, n, u * 60 / s, t * 60 / s
+        if (m == "open") printf "sample memory_peers_ice %.1f MiB peers=%d\n", rss / 1024, n }'
     if [[ $mode == idle ]]; then
         : >"$LAB_TMP/wakes"
         for ((k = 1; k <= WAKES && k <= N; k++)); do

@@ -5,6 +5,7 @@
 # runtime (2 workers, 256 KiB stacks) whose N peers are those engines, handshakes with every peer,
 # sends an ICMP echo to each, and reads VmRSS before the engine started (baseline: runtime and
 # binary) and once every peer is connected.
+# Also as a `sample` line per N (tests/bench/figures.py): memory_peers_direct_N.
 # Usage: tests/bench/memory.sh [N...]   (default: 10 100 200)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -52,6 +53,7 @@ for n in "${sizes[@]}"; do
             for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
             printf "memory hub engine with %d connected peers: RSS %.1f MiB (baseline %.1f MiB, +%.1f KiB per peer; VmHWM %.1f MiB; connected in %d ms, echoes delivered %s)\n",
                 n, r["rss_kib"] / 1024, r["baseline_kib"] / 1024, r["per_peer_kib"], r["hwm_kib"] / 1024, r["connect_ms"], delivered
+            printf "sample memory_peers_direct_%d %.1f MiB baseline=%.1f per_peer_kib=%.1f\n", n, r["rss_kib"] / 1024, r["baseline_kib"] / 1024, r["per_peer_kib"]
         }' "$TMP/hub-$n.log"
         [[ $delivered == "echo delivered on $n/$n" ]] || status=1
     fi

@@ -11,6 +11,8 @@
 # Environment: RUNS (default 10), SOAK_RUNS (default 1), SOAK_SECS (default 600: the figure is
 # for a 10-minute soak), STALE_BOUND, HEAL_BOUND, RESTART_BOUND and ROAM_BOUND as in the suite. A run that did not recover
 # within the suite's bound counts as "> bound" (and makes the worst figure that).
+# Prints a `sample` line per figure of every run (tests/bench/figures.py; tests/bench/run.sh
+# collects them), then the summary lines.
 # Usage: tests/bench/watcher.sh   (the release CLI must be built: cargo build --release -p peerlink-cli)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,8 +36,26 @@ run() {
             exit 0
         fi
         grep '^figure:' "$TMP/run.log" | tee -a "$TMP/figures" | sed "s/^/# $cases run $i: /"
+        grep '^figure:' "$TMP/run.log" | samples
         grep -E '^(not ok|netns_watcher:)' "$TMP/run.log" | sed "s/^/# $cases run $i: /"
     done
+}
+
+# samples: the suite's figure lines on stdin as `sample NAME VALUE UNIT` lines; a case that did
+# not recover within its bound ("none within", "not within") is `fail`.
+samples() {
+    awk '
+        function out(name, v, unit) { printf "sample %s %s %s\n", name, (v ~ /^[0-9.]+$/ ? v : "fail"), unit }
+        /^figure: soak / { for (i = 1; i <= NF; i++) if ($i == "false" && $(i + 1) == "verdicts") out("soak_loss_only_false_verdicts", $(i - 1), "count"); next }
+        {
+            line = substr($0, 9); split(line, kv, ": "); what = kv[1]; split(kv[2], v, " ")
+            name = what
+            sub(/ -> traffic on ice-p2p again$/, "_to_ice_p2p", name)
+            sub(/ -> traffic again$/, "_to_traffic", name)
+            sub(/ -> ice-p2p again$/, "_to_ice_p2p", name)
+            gsub(/[ -]/, "_", name)
+            out(name, v[1], "s")
+        }'
 }
 
 ((RUNS > 0)) && run "a b c d" "$RUNS"
