@@ -2,18 +2,16 @@
 //! selected pair as an engine [`Path`](crate::path::Path).
 //!
 //! ```text
-//! caller ──start/restart(IceSession)──▶ IceWorker ──▶ webrtc-ice Agent (its own UDP sockets)
-//!        ◀──IceEvent (candidates, states, Connected{IcePath})──┘
+//! caller ──start/restart(IceSession)──▶ IceWorker ──▶ webrtc-ice Agent (on the engine's socket)
+//!        ◀──IceEvent (candidates, states, Connected{ConnectedPath})──┘
 //!        ──add_remote_candidate(str)──▶ RemoteCandidates (pure checks) ──▶ Agent
-//! IcePath ──Inbound──▶ Engine::inbound()
 //! ```
 //!
-//! **Socket strategy**: the agent opens its own sockets (webrtc-ice's ephemeral UDP network),
-//! because that is the mode in which it gathers server-reflexive candidates by itself, and
-//! NAT traversal needs them. The price: we cannot reach those sockets to
-//! `VpnService.protect()` them on Android, so the app must exclude itself from its own VPN
-//! (`addDisallowedApplication(own package)`). See `README.md` in this folder for the reasons,
-//! the alternative (one socket of ours, muxed, with our own STUN binding) and when to switch.
+//! **Socket strategy** (DESIGN 2, `README.md` in this folder): the agents run on the engine's
+//! own UDP socket through webrtc-ice's mux ([`IceSocket`]); the data plane hands it the STUN
+//! messages it receives. Our own STUN Binding on that socket gives the srflx candidate, and a
+//! P2P pair becomes a UDP endpoint of the data plane. Only a TURN allocation keeps a socket of
+//! its own (then the pair is an [`IcePath`] through the agent).
 //!
 //! webrtc-ice's pitfalls (DESIGN 12) and how this module meets them:
 //! - `Agent::close` can deadlock → closed under a timeout ([`IceConfig::close_timeout`]).

@@ -45,10 +45,11 @@ class PeerlinkTunnel(
         /** Shown in the system's VPN dialog and settings. */
         val sessionName: String = "peerlink",
         /**
-         * Route none of this app's own traffic through the tunnel. The fallback for sockets the
-         * engine opens through a library it cannot reach to protect (webrtc-ice's, for one):
-         * without it their packets would loop into the tunnel. It also keeps the app's other
-         * traffic out of the tunnel.
+         * Route none of this app's own traffic through the tunnel. The engine protects its own
+         * sockets (WireGuard and ICE share one); this is the fallback for the one it cannot
+         * reach, a TURN relay candidate's (webrtc-ice opens it), when TURN is configured and
+         * the routes could cover the TURN server. It also keeps the app's other traffic out of
+         * the tunnel.
          */
         val excludeOwnApp: Boolean = false,
         /** Anything else for the builder: allowed/disallowed apps, metered, HTTP proxy. */
