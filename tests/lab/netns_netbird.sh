@@ -48,6 +48,9 @@ lab_wait 15 "ICE P2P through the NATs" nb_path_is "$NA" panat ice-p2p || true
 lab_check "two NATs: ICE P2P carries the traffic" nb_path_is "$NA" panat ice-p2p
 lab_check "two NATs: ping both ways" bash -c \
     "ip netns exec $NA ping -c 2 -i 0.2 -W 2 10.254.0.2 && ip netns exec $NB ping -c 2 -i 0.2 -W 2 10.254.0.1"
+# DESIGN 2: WireGuard, ICE's checks and STUN share the engine's one UDP socket.
+lab_check "two NATs: each engine holds one UDP socket" bash -c \
+    "[[ \$(ip netns exec $NA ss -Huanp | grep -c 'pid=${NB_PEER_PIDS[0]},') == 1 && \$(ip netns exec $NB ss -Huanp | grep -c 'pid=${NB_PEER_PIDS[1]},') == 1 ]]"
 nb_stop_peers
 fi
 
