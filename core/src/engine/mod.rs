@@ -1,5 +1,6 @@
 //! The engine: owns the tun, the UDP socket and the peers, and runs the data plane tasks.
 
+mod budget;
 mod dataplane;
 mod management;
 mod plane;
@@ -381,6 +382,7 @@ pub(crate) fn start_control(
         let mut status = shared.control.lock();
         status.signal = signal.as_ref().map(|(h, _)| h.state().borrow().clone());
         status.relay = relay.as_ref().map(|r| r.state().borrow().clone());
+        status.signal_counters = signal.as_ref().map(|(h, _)| h.counters_source());
     }
     let cp = ControlPlane {
         plane: shared.clone() as Arc<dyn DataPlane>,
@@ -516,6 +518,8 @@ impl Shared {
             signal: control.signal,
             relay: control.relay,
             management: control.management,
+            signal_counters: control.signal_counters.map(|c| c.snapshot()),
+            signal_unknown_senders: control.signal_unknown_senders,
         }
     }
 }
