@@ -108,7 +108,10 @@ mod tests {
         let monotonic = raw(libc::CLOCK_MONOTONIC);
         let slept = after.saturating_sub(monotonic);
         if slept > Duration::from_millis(10) {
-            assert!(now.0 > monotonic, "{now:?} reads CLOCK_MONOTONIC ({monotonic:?}), which stops in suspend");
+            assert!(
+                now.0 > monotonic,
+                "{now:?} reads CLOCK_MONOTONIC ({monotonic:?}), which stops in suspend"
+            );
         }
         eprintln!("CLOCK_BOOTTIME is {slept:?} ahead of CLOCK_MONOTONIC here (time suspended since boot)");
     }

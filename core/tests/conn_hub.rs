@@ -125,7 +125,10 @@ async fn signal_from_strangers_and_bad_seals_is_counted_and_does_not_disturb_the
     // Bodies sealed with the wrong key: one in the stranger's name for someone else, one in
     // the configured peer's name by a key that is not the peer's (an impersonation).
     let body = SignalMessage::Offer(offer.clone()).to_body().encode_to_vec();
-    for (claimed, sealer) in [(stranger.public_key(), PrivateKey::generate()), (kb.public_key(), PrivateKey::generate())] {
+    for (claimed, sealer) in [
+        (stranger.public_key(), PrivateKey::generate()),
+        (kb.public_key(), PrivateKey::generate()),
+    ] {
         for _ in 0..10 {
             hub.send_raw(EncryptedMessage {
                 key: claimed.to_base64(),

@@ -444,7 +444,10 @@ impl Shared {
         // quiet and the timer task sleeps for seconds (DESIGN 12).
         self.rate_limiter.reset_count();
         let mut cookie = [0u8; COOKIE_REPLY_LEN];
-        match self.rate_limiter.verify_packet(Some(from.ip()), datagram, &mut cookie) {
+        match self
+            .rate_limiter
+            .verify_packet(Some(from.ip()), datagram, &mut cookie)
+        {
             Ok(_) => true,
             Err(TunnResult::WriteToNetwork(reply)) => {
                 self.counters.cookie_replies(1);
