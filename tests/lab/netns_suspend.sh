@@ -93,9 +93,9 @@ overdue_deadlines_fire() {
     }
     at=$(epoch_of "$line")
     local ms
-    ms=$(awk -v a="$CONT_AT" -v b="$at" 'BEGIN { printf "%d", (b - a) * 1000 }')
-    figure "continue -> first overdue deadline acted on: $ms ms ($(sed 's/\x1b\[[0-9;]*m//g' <<<"$line" | cut -c1-160))"
-    ((ms <= FIRE_BOUND * 1000))
+    ms=$(awk -v a="$CONT_AT" -v b="$at" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
+    figure "continue -> first overdue deadline acted on: $ms ms ($(sed 's/\x1b\[[0-9;]*m//g' <<<"$line" | cut -c1-220))"
+    awk -v ms="$ms" -v b="$FIRE_BOUND" 'BEGIN { exit !(ms <= b * 1000) }'
 }
 lab_check "deadlines that passed during the stop fire right after the continue (<= ${FIRE_BOUND} s)" overdue_deadlines_fire
 

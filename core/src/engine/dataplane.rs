@@ -407,6 +407,12 @@ impl Shared {
                 return None;
             }
         };
+        if matches!(packet, Packet::HandshakeInit(_) | Packet::HandshakeResponse(_)) {
+            // The limiter counts handshakes per second: its count must start afresh each second
+            // while handshakes arrive (a flood, or peers after one), even when every peer is
+            // quiet and the timer task sleeps for seconds (DESIGN 12). A no-op within a second.
+            self.rate_limiter.reset_count();
+        }
         let message = match &packet {
             Packet::HandshakeInit(_) => Some(Authenticated::HandshakeInitiation),
             Packet::HandshakeResponse(_) => Some(Authenticated::HandshakeResponse),
@@ -440,9 +446,6 @@ impl Shared {
     /// second) a sender without a valid cookie gets a cookie reply instead (WireGuard's DoS
     /// defence, section 5.3 of its paper). True: go on and find the sender.
     fn screen_initiation(&self, datagram: &[u8], from: SocketAddr) -> bool {
-        // The count must start afresh each second while a flood lasts, even when every peer is
-        // quiet and the timer task sleeps for seconds (DESIGN 12).
-        self.rate_limiter.reset_count();
         let mut cookie = [0u8; COOKIE_REPLY_LEN];
         match self
             .rate_limiter
