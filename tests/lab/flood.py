@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """UDP flood for tests/lab/netns_flood.sh, from a namespace the lab made, at an address in it.
 
-  flood.py garbage HOST PORT PPS SECS
-      random datagrams (random sizes 1-1400, random bytes): never WireGuard messages.
-  flood.py initiations HOST PORT PPS SECS PUBKEY_B64
+  flood.py garbage HOST PORT[,PORT...] PPS SECS
+      random datagrams (random sizes 1-1400, random bytes): never WireGuard or STUN messages;
+      several ports take turns.
+  flood.py initiations HOST PORT[,PORT...] PPS SECS PUBKEY_B64
       148-byte WireGuard handshake initiations with random content but a valid MAC1 for
       PUBKEY (so they pass the first check, as a stranger's real ones would), from a stranger;
       counts the cookie replies (type 3, 64 bytes) that come back.
@@ -41,7 +42,8 @@ def garbage() -> bytes:
 
 
 def main() -> None:
-    mode, host, port, pps, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    mode, host, pps, secs = sys.argv[1], sys.argv[2], int(sys.argv[4]), float(sys.argv[5])
+    ports = [int(p) for p in sys.argv[3].split(",")]
     if mode == "initiations":
         key = mac1_key(base64.b64decode(sys.argv[6]))
         pool = [initiation(key) for _ in range(POOL)]
@@ -51,7 +53,7 @@ def main() -> None:
         sys.exit(f"unknown mode {mode}")
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
-    dst = (host, port)
+    dsts = [(host, p) for p in ports]
     sent = cookies = 0
     start = time.monotonic()
     end = start + secs
@@ -66,7 +68,7 @@ def main() -> None:
             continue
         for i in range(SLICE):
             try:
-                s.sendto(pool[(sent + i) % POOL], dst)
+                s.sendto(pool[(sent + i) % POOL], dsts[(sent + i) % len(dsts)])
             except (BlockingIOError, ConnectionRefusedError):
                 pass
         sent += SLICE
