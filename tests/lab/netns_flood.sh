@@ -18,10 +18,13 @@
 #      LAN connected over ICE P2P, a stranger on the same LAN: random UDP at every ICE port of
 #      A (found with ss) during a TCP flow over ICE: the flow keeps MIN_SHARE, memory flat, the
 #      path stays ICE P2P, and A's log, at info for every crate as an app's single level,
-#      stays quiet (webrtc-ice warns about each datagram from an unknown address).
+#      stays quiet (webrtc-ice warns about each datagram from an unknown address). Then B is
+#      restarted while a stranger floods A's WireGuard port with initiations: B's handshakes
+#      reach A over the relay and ICE, which boringtun's limiter cannot send cookies over, so
+#      the flood must not put them under load: a reply within RESTART_BOUND s.
 #
 # Environment: FLOOD_PPS (default 20000), INIT_PPS (20000), WINDOW (seconds per phase, 5),
-# MIN_SHARE (0.5), MAX_CPU (share of one core, 0.8).
+# MIN_SHARE (0.5), MAX_CPU (share of one core, 0.8), RESTART_BOUND (10 s).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/nat.sh"
 source "$(dirname "$0")/coturn.sh"
@@ -38,6 +41,7 @@ INIT_PPS=${INIT_PPS:-20000}
 WINDOW=${WINDOW:-5}
 MIN_SHARE=${MIN_SHARE:-0.5}
 MAX_CPU=${MAX_CPU:-0.8}
+RESTART_BOUND=${RESTART_BOUND:-10}
 FLOOD=$(dirname "$0")/flood.py
 
 A=fla$LAB_TAG B=flb$LAB_TAG C=flc$LAB_TAG
@@ -192,6 +196,7 @@ else
     RUST_LOG=info peerlink_up "$NA" "$IA" "$LAB_TMP/ice-a.toml" "$LAB_TMP/ice-a.log"
     PID_IA=$LAB_PID
     peerlink_up "$NB" "$IB" "$LAB_TMP/ice-b.toml" "$LAB_TMP/ice-b.log"
+    PID_IB=$LAB_PID
     lab_bg "$NB" "$LAB_TMP/iperf-ice.log" iperf3 -s -B 10.254.0.2
     on_ice() { nb_path_is "$NA" "$IA" ice-p2p && nb_path_is "$NB" "$IB" ice-p2p; }
     lab_check "ICE: A and B connect over ICE P2P on their LAN" lab_wait 20 "ICE P2P" on_ice
@@ -228,6 +233,29 @@ else
     }
     lab_check "ICE: random UDP at A's ICE ports during a TCP flow: the flow keeps >= $MIN_SHARE, memory flat, still ICE P2P, log quiet" \
         ice_ports_flood
+
+    restart_under_initiation_flood() {
+        local wg start
+        wg=$(nb_status "$IA" | sed -n 's/.*listening on: .*:\([0-9]*\)$/\1/p')
+        ip netns exec "$NC" python3 "$FLOOD" initiations 10.202.2.2 "$wg" "$INIT_PPS" $((RESTART_BOUND + 10)) \
+            "$(peerlink_pub "$kia")" >"$LAB_TMP/flood-restart.out" 2>&1 &
+        FLOOD_PID=$!
+        kill -TERM "$PID_IB"
+        wait "$PID_IB" 2>/dev/null || true
+        start=$EPOCHREALTIME
+        peerlink_up "$NB" "$IB" "$LAB_TMP/ice-b.toml" "$LAB_TMP/ice-b2.log" || return 1
+        lab_wait "$RESTART_BOUND" "a reply from the restarted B" ip netns exec "$NA" ping -n -c 1 -W 1 10.254.0.2 || {
+            nb_status "$IA"
+            wait "$FLOOD_PID"
+            return 1
+        }
+        figure "B restarted during $INIT_PPS stranger initiations/s at A's port -> first reply: $(lab_ms "$start") ms (A's handshakes with B over relay and ICE carry no address, so boringtun cannot ask them for a cookie)"
+        kill -0 "$FLOOD_PID" || { echo "the flood ended first: $(cat "$LAB_TMP/flood-restart.out")"; return 1; }
+        wait "$FLOOD_PID"
+        figure "during it: $(cat "$LAB_TMP/flood-restart.out")"
+    }
+    lab_check "ICE: a peer restarted during a stranger's initiation flood at A's port handshakes over relay/ICE again within ${RESTART_BOUND} s" \
+        restart_under_initiation_flood
 fi
 
 cat "$LAB_TMP/figures" 2>/dev/null

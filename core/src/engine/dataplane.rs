@@ -440,15 +440,19 @@ impl Shared {
         Some((peer?, message))
     }
 
-    /// boringtun's rate limiter sees a handshake initiation on our socket before we spend a
-    /// Diffie-Hellman on finding its sender: a bad MAC1 (garbage, or not meant for our key)
-    /// costs one hash and is dropped; under load (more than `HANDSHAKE_RATE_LIMIT` handshakes a
-    /// second) a sender without a valid cookie gets a cookie reply instead (WireGuard's DoS
-    /// defence, section 5.3 of its paper). True: go on and find the sender.
+    /// A rate limiter of boringtun's (`initiation_screen`) sees a handshake initiation on our
+    /// socket before we spend a Diffie-Hellman on finding its sender: a bad MAC1 (garbage, or
+    /// not meant for our key) costs one hash and is dropped; under load (more than
+    /// `HANDSHAKE_RATE_LIMIT` a second) a sender without a valid cookie gets a cookie reply
+    /// instead (WireGuard's DoS defence, section 5.3 of its paper). True: go on and find the
+    /// sender. (Should the peers' own limiter be under load at the same time, a peer answers
+    /// two different cookies in turn until one of the loads passes: both need over 1000
+    /// handshakes a second.)
     fn screen_initiation(&self, datagram: &[u8], from: SocketAddr) -> bool {
+        self.initiation_screen.reset_count();
         let mut cookie = [0u8; COOKIE_REPLY_LEN];
         match self
-            .rate_limiter
+            .initiation_screen
             .verify_packet(Some(from.ip()), datagram, &mut cookie)
         {
             Ok(_) => true,

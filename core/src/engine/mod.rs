@@ -121,6 +121,11 @@ pub(crate) struct Shared {
     /// Serialises peer updates; holds the last allocated peer index.
     pub update_lock: Mutex<u32>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// A second limiter, for handshake initiations on our socket before their sender is known
+    /// (`dataplane`): a stranger's flood puts only this one under load, so the peers' own
+    /// handshakes over relay and ICE (which come without an address, and so cannot be asked
+    /// for a cookie) are not refused meanwhile.
+    pub initiation_screen: RateLimiter,
     pub counters: EngineCounters,
     pub events: broadcast::Sender<Event>,
     /// Path ids, shared with the control plane.
@@ -183,6 +188,7 @@ impl Engine {
         let (plane_events, plane_events_rx) = mpsc::channel(PLANE_EVENT_CAPACITY);
         let shared = Arc::new(Shared {
             rate_limiter: Arc::new(RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT)),
+            initiation_screen: RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT),
             static_private,
             static_public,
             private_key: config.private_key.clone(),
