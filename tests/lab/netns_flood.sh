@@ -207,7 +207,8 @@ else
         wg=$(nb_status "$IA" | sed -n 's/.*listening on: .*:\([0-9]*\)$/\1/p')
         ports=$(ip netns exec "$NA" ss -Huanp | grep "pid=$PID_IA," | awk '{ n = split($4, a, ":"); print a[n] }' |
             grep -vx "$wg" | sort -u | paste -sd, -)
-        [[ -n $ports ]] || { echo "no ICE ports found"; ip netns exec "$NA" ss -Huanp; return 1; }
+        # With ICE on the WireGuard socket (one socket per engine, DESIGN 2) that port is ICE's.
+        [[ -n $ports ]] || ports=$wg
         ip netns exec "$NA" iperf3 -c 10.254.0.2 -t 1 >/dev/null 2>&1 # warms up the path
         ip netns exec "$NA" iperf3 -c 10.254.0.2 -t "$WINDOW" -J >"$LAB_TMP/iperf.json" 2>&1 || return 1
         base=$(jq '.end.sum_received.bits_per_second' "$LAB_TMP/iperf.json")
@@ -257,7 +258,7 @@ else
         kill -0 "$FLOOD_PID" || { echo "the flood ended first: $(cat "$LAB_TMP/flood-restart.out")"; return 1; }
         wait "$FLOOD_PID"
         r1=$(rejected_by_a)
-        figure "during it: $(cat "$LAB_TMP/flood-restart.out"); B's datagrams refused by A: $((r1 - r0)) (3 with one limiter for both, before)"
+        figure "during it: $(cat "$LAB_TMP/flood-restart.out"); B's datagrams refused by A: $((r1 - r0)) (3 and 28 in two runs with one limiter for both)"
         ((r1 == r0))
     }
     lab_check "ICE: a peer restarted during a stranger's initiation flood at A's port handshakes over relay/ICE again within ${RESTART_BOUND} s" \
