@@ -82,6 +82,40 @@ mod tests {
         assert!(a > Instant::from_epoch(Duration::ZERO));
     }
 
+    fn raw(clock: libc::clockid_t) -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: as in read_clock.
+        assert_eq!(unsafe { libc::clock_gettime(clock, &mut ts) }, 0);
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    /// The policy's clock is the one that counts suspend (DESIGN 10): read between two raw
+    /// readings of CLOCK_BOOTTIME, it lies between them; where this machine has slept (its
+    /// boot time ahead of CLOCK_MONOTONIC), it is also not the monotonic clock.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn clock_is_boottime_which_counts_suspend() {
+        let before = raw(libc::CLOCK_BOOTTIME);
+        let now = Instant::now();
+        let after = raw(libc::CLOCK_BOOTTIME);
+        assert!(
+            Instant(before) <= now && now <= Instant(after),
+            "{before:?} <= {now:?} <= {after:?}"
+        );
+        let monotonic = raw(libc::CLOCK_MONOTONIC);
+        let slept = after.saturating_sub(monotonic);
+        if slept > Duration::from_millis(10) {
+            assert!(
+                now.0 > monotonic,
+                "{now:?} reads CLOCK_MONOTONIC ({monotonic:?}), which stops in suspend"
+            );
+        }
+        eprintln!("CLOCK_BOOTTIME is {slept:?} ahead of CLOCK_MONOTONIC here (time suspended since boot)");
+    }
+
     #[test]
     fn arithmetic_saturates() {
         let t = Instant::from_epoch(Duration::from_secs(5));

@@ -94,9 +94,11 @@ async fn peers_without_endpoints_connect_over_ice_through_signal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signal_from_strangers_and_bad_candidates_do_not_disturb_the_peers() {
+async fn signal_from_strangers_and_bad_seals_is_counted_and_does_not_disturb_the_peers() {
     use peerlink_core::ice::IceCredentials;
-    use peerlink_core::signal::{OfferAnswer, SignalMessage};
+    use peerlink_core::signal::proto::EncryptedMessage;
+    use peerlink_core::signal::{seal, OfferAnswer, SignalMessage};
+    use prost::Message as _;
     let hub = SignalHub::new();
     let (ka, kb) = (PrivateKey::generate(), PrivateKey::generate());
     let a = node(1, &ka, &kb, 2, &hub);
@@ -120,6 +122,38 @@ async fn signal_from_strangers_and_bad_candidates_do_not_disturb_the_peers() {
             .await
             .unwrap();
     }
+    // Bodies sealed with the wrong key: one in the stranger's name for someone else, one in
+    // the configured peer's name by a key that is not the peer's (an impersonation).
+    let body = SignalMessage::Offer(offer.clone()).to_body().encode_to_vec();
+    for (claimed, sealer) in [
+        (stranger.public_key(), PrivateKey::generate()),
+        (kb.public_key(), PrivateKey::generate()),
+    ] {
+        for _ in 0..10 {
+            hub.send_raw(EncryptedMessage {
+                key: claimed.to_base64(),
+                remote_key: ka.public_key().to_base64(),
+                body: seal::seal(&sealer, &ka.public_key(), &body),
+            });
+        }
+    }
+    let counted = |s: &peerlink_core::EngineStatus| {
+        s.signal_unknown_senders >= 50 && s.signal_counters.is_some_and(|c| c.dropped_unopenable == 20)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !counted(&a.engine.status()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "strangers and bad seals not counted: {:#?}",
+            a.engine.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await; // status has no change event to wait on
+    }
+    let text = a.engine.status().to_string();
+    assert!(
+        text.contains("from unknown senders, 20 unopenable"),
+        "status text: {text}"
+    );
     let b = node(2, &kb, &ka, 1, &hub);
     wait_for_path(&a, PathKind::IceP2p).await;
     wait_for_path(&b, PathKind::IceP2p).await;

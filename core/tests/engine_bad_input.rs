@@ -6,6 +6,7 @@ mod common;
 
 use common::{pair, Node, WAIT};
 use peerlink_core::packet::{icmp_echo_request, parse_echo};
+use peerlink_core::PrivateKey;
 use rand::{Rng, RngCore};
 
 async fn ping(from: &Node, to: &Node, seq: u16) {
@@ -68,7 +69,7 @@ async fn garbage_datagrams_are_counted_and_the_tunnel_keeps_working() {
     ping(&b, &a, 3).await;
     wait_until("garbage counted", || {
         let s = b.engine.status();
-        s.drops.net_garbage + s.drops.unknown_peer >= sent_garbage + 8
+        s.drops.net_garbage + s.drops.unknown_peer + s.drops.bad_mac >= sent_garbage + 8
     })
     .await;
     let s = b.engine.status();
@@ -76,6 +77,79 @@ async fn garbage_datagrams_are_counted_and_the_tunnel_keeps_working() {
     assert_eq!(
         s.peers[0].counters.rx_packets, 2,
         "only the real pings were delivered"
+    );
+}
+
+/// A stranger's handshake initiations (a real one, replayed as fast as a socket sends): they
+/// are looked at (one Diffie-Hellman each, to find no peer) only up to boringtun's rate limit
+/// of 1000 handshakes a second; past it each is answered with a cookie reply instead, and those
+/// reach the stranger. Initiations with a bad MAC are dropped before any Diffie-Hellman. The
+/// real peers' session carries on. (Whether the limit is reached depends on how fast this build
+/// does Diffie-Hellman; `tests/lab/netns_flood.sh` floods a release build past it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_initiation_flood_is_rate_limited_and_the_tunnel_keeps_working() {
+    use boringtun::noise::{Tunn, TunnResult};
+    use boringtun::x25519;
+    /// Initiations sent, past the limit at any speed this machine receives them at.
+    const SENT: u64 = 3000;
+    /// The engine's `HANDSHAKE_RATE_LIMIT`.
+    const LIMIT_PER_SECOND: u64 = 1000;
+    let (a, b) = pair(true);
+    ping(&a, &b, 1).await;
+    let target = b.engine.listen_addr();
+    let b_public = x25519::PublicKey::from(&x25519::StaticSecret::from(b.key.to_bytes()));
+    let stranger_key = x25519::StaticSecret::from(PrivateKey::generate().to_bytes());
+    let mut stranger = Tunn::new(stranger_key, b_public, None, None, 7, None);
+    let mut buf = vec![0u8; 2048];
+    let TunnResult::WriteToNetwork(init) = stranger.encapsulate(&[], &mut buf) else {
+        panic!("no initiation");
+    };
+    let init = init.to_vec();
+    let mut bad_mac = init.clone();
+    bad_mac[120] ^= 1;
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..SENT {
+        attacker.send_to(&init, target).await.unwrap();
+    }
+    for _ in 0..10 {
+        attacker.send_to(&bad_mac, target).await.unwrap();
+    }
+    let handled =
+        |d: &peerlink_core::wg::EngineCountersSnapshot| d.unknown_peer + d.cookie_replies + d.bad_mac;
+    let deadline = tokio::time::Instant::now() + 3 * WAIT;
+    while handled(&b.engine.status().drops) < SENT + 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "initiations not all handled: {:#?}",
+            b.engine.status().drops
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // no event to wait on
+    }
+    let seconds = start.elapsed().as_secs() + 1;
+    let mut cookies = 0u64;
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), attacker.recv(&mut buf)).await
+    {
+        if n == 64 && buf[0] == 3 {
+            cookies += 1;
+        }
+    }
+    ping(&a, &b, 2).await;
+    ping(&b, &a, 3).await;
+    let d = b.engine.status().drops;
+    eprintln!(
+        "{SENT} initiations in {seconds} s: {} looked at, {} cookie replies ({cookies} received)",
+        d.unknown_peer, d.cookie_replies
+    );
+    assert_eq!(d.bad_mac, 10, "{d:#?}");
+    assert!(d.unknown_peer <= LIMIT_PER_SECOND * (seconds + 1), "{d:#?}");
+    // The stranger's socket buffer holds a few hundred replies; more are lost there.
+    assert!(cookies <= d.cookie_replies, "{d:#?}");
+    assert_eq!(
+        d.cookie_replies > 0,
+        cookies > 0,
+        "cookie replies reach the stranger: {d:#?}"
     );
 }
 

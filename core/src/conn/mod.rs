@@ -32,4 +32,8 @@ pub struct ControlStatus {
     pub peers: HashMap<PublicKey, ConnStatus>,
     /// Written by the engine's management task, when management is configured.
     pub management: Option<crate::engine::ManagementStatus>,
+    /// The signal client's counters (what it dropped and why), when signal is configured.
+    pub signal_counters: Option<crate::signal::SignalCountersSource>,
+    /// Signal messages that opened fine but came from keys that are not configured peers.
+    pub signal_unknown_senders: u64,
 }

@@ -302,6 +302,7 @@ impl Shell {
     fn on_signal(&mut self, from: PublicKey, msg: SignalMessage, now: Instant) {
         if !self.peers.contains_key(&from) {
             self.unknown_senders += 1;
+            self.status.lock().signal_unknown_senders = self.unknown_senders;
             // Logged at 1, 2, 4, 8, … so that a flood costs a handful of lines.
             if self.unknown_senders.is_power_of_two() {
                 tracing::debug!(peer = %from, kind = msg.kind(), total = self.unknown_senders,

@@ -46,12 +46,20 @@ const HANDSHAKE_INITIATION: u8 = 1;
 /// WireGuard's cookie reply message type: sent unauthenticated, so it proves nothing about the
 /// path it came from.
 const COOKIE_REPLY_TYPE: u8 = 3;
+/// WireGuard's cookie reply message: 64 bytes.
+const COOKIE_REPLY_LEN: usize = 64;
 /// Tun packets read per wakeup before the run goes out: the kernel's UDP_MAX_SEGMENTS, so a
 /// burst of full-size packets fills at most one segmented send.
 const TUN_BURST: usize = gso::MAX_SEGMENTS;
 
 use batch::SendBatch;
 use demux::Datagram;
+
+/// Bytes of packet buffers the four loops own for the engine's lifetime (see `budget`): the tun
+/// loop's packet and output buffers and its send batch, the UDP loop's coalesced-receive and
+/// output buffers, one output buffer each for the inbound and timer loops.
+pub(super) const LOOP_BUFFER_BYTES: usize =
+    2 * PACKET_BUFFER + gso::MAX_SEND_BYTES + gso::MAX_RECV_BYTES + PACKET_BUFFER + 2 * PACKET_BUFFER;
 
 /// At most one debug line per peer per second for filtered packets: a scan or a flood must
 /// not flood the log.
@@ -416,6 +424,12 @@ impl Shared {
                 return None;
             }
         };
+        if matches!(packet, Packet::HandshakeInit(_) | Packet::HandshakeResponse(_)) {
+            // The limiter counts handshakes per second: its count must start afresh each second
+            // while handshakes arrive (a flood, or peers after one), even when every peer is
+            // quiet and the timer task sleeps for seconds (DESIGN 12). A no-op within a second.
+            self.rate_limiter.reset_count();
+        }
         let message = match &packet {
             Packet::HandshakeInit(_) => Some(Authenticated::HandshakeInitiation),
             Packet::HandshakeResponse(_) => Some(Authenticated::HandshakeResponse),
@@ -424,7 +438,10 @@ impl Shared {
         };
         let peer = match (source, packet) {
             (Source::Path { peer, .. }, _) => table.by_key.get(&peer),
-            (Source::Direct(_), Packet::HandshakeInit(init)) => {
+            (Source::Direct(from), Packet::HandshakeInit(init)) => {
+                if !self.screen_initiation(datagram, from) {
+                    return None;
+                }
                 parse_handshake_anon(&self.static_private, &self.static_public, &init)
                     .ok()
                     .and_then(|half| table.by_key.get(&PublicKey::from_bytes(half.peer_static_public)))
@@ -438,6 +455,42 @@ impl Shared {
             self.counters.unknown_peer(1);
         }
         Some((peer?, message))
+    }
+
+    /// A rate limiter of boringtun's (`initiation_screen`) sees a handshake initiation on our
+    /// socket before we spend a Diffie-Hellman on finding its sender: a bad MAC1 (garbage, or
+    /// not meant for our key) costs one hash and is dropped; under load (more than
+    /// `HANDSHAKE_RATE_LIMIT` a second) a sender without a valid cookie gets a cookie reply
+    /// instead (WireGuard's DoS defence, section 5.3 of its paper). True: go on and find the
+    /// sender. (Should the peers' own limiter be under load at the same time, a peer answers
+    /// two different cookies in turn until one of the loads passes: both need over 1000
+    /// handshakes a second.)
+    fn screen_initiation(&self, datagram: &[u8], from: SocketAddr) -> bool {
+        self.initiation_screen.reset_count();
+        let mut cookie = [0u8; COOKIE_REPLY_LEN];
+        match self
+            .initiation_screen
+            .verify_packet(Some(from.ip()), datagram, &mut cookie)
+        {
+            Ok(_) => true,
+            Err(TunnResult::WriteToNetwork(reply)) => {
+                self.counters.cookie_replies(1);
+                if let Err(e) = self.udp.try_send_to(reply, from) {
+                    tracing::trace!(error = %e, "cookie reply not sent");
+                }
+                false
+            }
+            Err(
+                TunnResult::Err(_)
+                | TunnResult::Done
+                | TunnResult::WriteToTunnelV4(..)
+                | TunnResult::WriteToTunnelV6(..),
+            ) => {
+                tracing::trace!(%from, "handshake initiation with a bad MAC");
+                self.counters.bad_mac(1);
+                false
+            }
+        }
     }
 
     /// The path an authenticated datagram of `len` bytes arrived on, which it proves alive.

@@ -1,5 +1,6 @@
 //! The engine: owns the tun, the UDP socket and the peers, and runs the data plane tasks.
 
+mod budget;
 mod dataplane;
 mod management;
 mod plane;
@@ -123,6 +124,11 @@ pub(crate) struct Shared {
     /// Serialises peer updates; holds the last allocated peer index.
     pub update_lock: Mutex<u32>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// A second limiter, for handshake initiations on our socket before their sender is known
+    /// (`dataplane`): a stranger's flood puts only this one under load, so the peers' own
+    /// handshakes over relay and ICE (which come without an address, and so cannot be asked
+    /// for a cookie) are not refused meanwhile.
+    pub initiation_screen: RateLimiter,
     pub counters: EngineCounters,
     pub events: broadcast::Sender<Event>,
     /// Path ids, shared with the control plane.
@@ -187,6 +193,7 @@ impl Engine {
         let ice = IceSocket::new(udp.clone()).map_err(EngineError::LocalAddr)?;
         let shared = Arc::new(Shared {
             rate_limiter: Arc::new(RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT)),
+            initiation_screen: RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT),
             static_private,
             static_public,
             private_key: config.private_key.clone(),
@@ -387,6 +394,7 @@ pub(crate) fn start_control(
         let mut status = shared.control.lock();
         status.signal = signal.as_ref().map(|(h, _)| h.state().borrow().clone());
         status.relay = relay.as_ref().map(|r| r.state().borrow().clone());
+        status.signal_counters = signal.as_ref().map(|(h, _)| h.counters_source());
     }
     let cp = ControlPlane {
         plane: shared.clone() as Arc<dyn DataPlane>,
@@ -523,6 +531,8 @@ impl Shared {
             signal: control.signal,
             relay: control.relay,
             management: control.management,
+            signal_counters: control.signal_counters.map(|c| c.snapshot()),
+            signal_unknown_senders: control.signal_unknown_senders,
         }
     }
 }

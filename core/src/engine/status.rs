@@ -21,6 +21,11 @@ pub struct EngineStatus {
     pub relay: Option<crate::relay::RelayState>,
     /// `None` when no management server is configured.
     pub management: Option<ManagementStatus>,
+    /// What the signal client received and dropped (bad seals, oversized, malformed); `None`
+    /// without signal.
+    pub signal_counters: Option<crate::signal::SignalCounters>,
+    /// Signal messages from keys that are not configured peers, ignored.
+    pub signal_unknown_senders: u64,
 }
 
 /// The management client's view, for status.
@@ -166,6 +171,21 @@ impl std::fmt::Display for EngineStatus {
             "  dropped: {} without route, {} garbage from tun, {} garbage from network, {} for unknown peers",
             d.no_route, d.tun_garbage, d.net_garbage, d.unknown_peer
         )?;
+        writeln!(
+            f,
+            "  handshakes: {} with a bad MAC dropped, {} cookie replies sent under load",
+            d.bad_mac, d.cookie_replies
+        )?;
+        if let Some(c) = &self.signal_counters {
+            writeln!(
+                f,
+                "  signal messages: {} received, {} from unknown senders, {} unopenable (wrong key or tampered), {} other drops",
+                c.received,
+                self.signal_unknown_senders,
+                c.dropped_unopenable,
+                c.dropped() - c.dropped_unopenable
+            )?;
+        }
         for p in &self.peers {
             writeln!(f, "\npeer: {}", p.public_key.to_base64())?;
             let name = self

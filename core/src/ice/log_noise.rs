@@ -1,7 +1,8 @@
 //! webrtc-ice logs through the `log` crate (bridged into `tracing` by tracing-subscriber's
-//! `init`/`try_init`). One of its warnings is routine with a NetBird peer and needs no human:
-//! [`IceLogNoise`] lets it through only when debug logging is on, as if it were a debug line.
-//! Every other warning, webrtc-ice's included, is untouched.
+//! `init`/`try_init`). Two of its warnings need no human: one is routine with a NetBird peer,
+//! the other comes once per datagram that anyone sends to an ICE port (a flood would fill the
+//! app's log). [`IceLogNoise`] lets them through only when debug logging is on, as if they were
+//! debug lines. Every other warning, webrtc-ice's included, is untouched.
 
 use std::fmt::{self, Write as _};
 
@@ -18,6 +19,12 @@ use tracing_subscriber::layer::{Context, Layer};
 /// first answer counts, the second is this warning, about every 2 s on a healthy pair.
 const SELECTOR_TARGET: &str = "webrtc_ice::agent::agent_selector";
 const UNKNOWN_TRANSACTION: &str = "unknown TransactionID";
+/// Where webrtc-ice 0.17 logs "[controlling]: Discarded message, not a valid remote candidate"
+/// (src/agent/agent_internal.rs, `handle_inbound_candidate_msg`): a datagram that is not STUN,
+/// from an address that is no remote candidate. One per datagram: a stranger's flood at an ICE
+/// port made 118 000 lines in 6 s at an app's info level (tests/lab/netns_flood.sh).
+const INTERNAL_TARGET: &str = "webrtc_ice::agent::agent_internal";
+const NOT_A_CANDIDATE: &str = "not a valid remote candidate";
 /// Room for the message up to and past [`UNKNOWN_TRANSACTION`]: 22 bytes of prefix, an IPv6
 /// socket address with a scope (at most about 65), then the phrase itself.
 const MESSAGE_ROOM: usize = 160;
@@ -33,27 +40,43 @@ impl<S: Subscriber> Layer<S> for IceLogNoise {
     }
 }
 
-/// Whether `event` is webrtc-ice's "unknown TransactionID" warning, bridged from `log`.
+/// Whether `event` is webrtc-ice's "unknown TransactionID" or "not a valid remote candidate"
+/// warning, bridged from `log`.
 pub fn is_routine_ice_warning(event: &Event<'_>) -> bool {
     if *event.metadata().level() != Level::WARN {
         return false;
     }
     let mut record = LogRecord::default();
     event.record(&mut record);
-    record.from_selector && record.message.contains(UNKNOWN_TRANSACTION)
+    match record.target {
+        Some(Target::Selector) => record.message.contains(UNKNOWN_TRANSACTION),
+        Some(Target::Internal) => record.message.contains(NOT_A_CANDIDATE),
+        None => false,
+    }
 }
 
-/// The two fields of a bridged `log` record that tell the warning apart.
+/// The webrtc-ice modules whose routine warnings we know.
+#[derive(Clone, Copy)]
+enum Target {
+    Selector,
+    Internal,
+}
+
+/// The two fields of a bridged `log` record that tell the warnings apart.
 #[derive(Default)]
 struct LogRecord {
-    from_selector: bool,
+    target: Option<Target>,
     message: StackText,
 }
 
 impl Visit for LogRecord {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "log.target" {
-            self.from_selector = value == SELECTOR_TARGET;
+            self.target = match value {
+                SELECTOR_TARGET => Some(Target::Selector),
+                INTERNAL_TARGET => Some(Target::Internal),
+                _ => None,
+            };
         }
     }
 
@@ -124,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn only_webrtc_ices_unknown_transaction_warning_is_routine() {
+    fn only_webrtc_ices_unknown_transaction_and_stranger_warnings_are_routine() {
         let verdicts = Verdicts::default();
         let subscriber = tracing_subscriber::registry().with(verdicts.clone());
         tracing::subscriber::with_default(subscriber, || {
@@ -150,8 +173,21 @@ mod tests {
                 log.target = "webrtc_ice::agent::agent_selector",
                 "discard message from (192.168.1.7:51820), unknown TransactionID 0x[1]"
             );
+            // A datagram from a stranger at an ICE port.
+            tracing::warn!(
+                log.target = "webrtc_ice::agent::agent_internal",
+                "[controlled]: Discarded message, not a valid remote candidate"
+            );
+            tracing::warn!(
+                log.target = "webrtc_ice::agent::agent_internal",
+                "[controlling]: failed to write packet: full"
+            );
+            tracing::warn!(
+                log.target = "webrtc_ice::agent::agent_selector",
+                "[controlled]: Discarded message, not a valid remote candidate"
+            );
         });
         let seen = verdicts.0.lock().map(|v| v.clone()).unwrap_or_default();
-        assert_eq!(seen, [true, true, false, false, false]);
+        assert_eq!(seen, [true, true, false, false, false, true, false, false]);
     }
 }

@@ -84,7 +84,9 @@ pub struct Inbound {
     pub datagram: bytes::Bytes,
 }
 
-/// Capacity of the channel from non-direct paths to the data plane: about 1 ms of traffic at
-/// 10 Gbit/s in 1280-byte packets; enough to absorb a burst, small enough to bound memory
-/// (1024 × ≤ 1.5 KiB).
-pub const INBOUND_CAPACITY: usize = 1024;
+/// Capacity of the channel from non-direct paths to the data plane: about 3 ms of traffic at
+/// 1 Gbit/s (the relay's ceiling) in 1280-byte packets, enough to absorb a burst; the ICE reader
+/// waits for room and the relay drops (counted) beyond it. Each entry can pin up to a whole
+/// relay message (8.8 KiB), so this is the largest part of the engine's packet budget
+/// (`engine::budget`: 256 × 9 KiB ≈ 2.3 MiB at worst).
+pub const INBOUND_CAPACITY: usize = 256;

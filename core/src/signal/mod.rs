@@ -154,6 +154,11 @@ impl SignalHandle {
         self.inner.counters.snapshot()
     }
 
+    /// Reads the counters from elsewhere (the engine's status) without keeping the client alive.
+    pub fn counters_source(&self) -> SignalCountersSource {
+        SignalCountersSource(self.inner.counters.clone())
+    }
+
     /// Drops the current connection and connects again at once, with a fresh channel and the
     /// backoff reset: for a network change, or to take over after [`SignalState::Replaced`].
     pub fn reconnect(&self) {
@@ -185,6 +190,16 @@ impl SignalHandle {
             remote_key: to.to_base64(),
             body,
         })
+    }
+}
+
+/// A signal client's counters, readable after the client is gone (they stop there).
+#[derive(Debug, Clone)]
+pub struct SignalCountersSource(Arc<CounterCells>);
+
+impl SignalCountersSource {
+    pub fn snapshot(&self) -> SignalCounters {
+        self.0.snapshot()
     }
 }
 

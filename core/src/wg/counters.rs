@@ -67,6 +67,11 @@ counters!(
         net_garbage,
         /// A WireGuard message for a session or key we do not know.
         unknown_peer,
+        /// A handshake initiation whose MAC1 is wrong (garbage, or meant for another key),
+        /// dropped before any Diffie-Hellman.
+        bad_mac,
+        /// Cookie replies sent to handshake initiations under load (WireGuard's DoS defence).
+        cookie_replies,
     }
 );
 
