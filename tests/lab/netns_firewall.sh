@@ -10,7 +10,8 @@
 #   - a second Go client in fw-dst gets the same answers from its own (NetBird's) filter;
 #   - the policy changed to allow-all through the API: TCP 80 answers within one sync
 #     (figure: API call -> first TCP 80 echo), and a TCP 22 connection opened before the
-#     change keeps echoing through it.
+#     change keeps echoing through it;
+#   - FIGURE_RUNS (default 3) more changes each way, with the medians as figures.
 # Needs root, NetBird's combined server and Go client (tests/lab/build-tools.sh), python3.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/nat.sh"
@@ -123,5 +124,29 @@ lab_check "the TCP 22 connection opened before the change still echoes after it"
     "(( \$(grep -c '^ok' '$LAB_TMP/hold.log') > $held + 5 )) && ! grep -q broken '$LAB_TMP/hold.log' && kill -0 $HOLD_PID"
 [[ $LAB_LAST_OK == 1 ]] || tail -n 3 "$LAB_TMP/hold.log" | sed 's/^/#   /'
 
-grep '^figure' "$LAB_TMP/figures" 2>/dev/null || true
+# --- figure: more policy changes, both ways (FIGURE_RUNS, default 3) -----------------------------
+# Back to TCP 22 only: time until a new TCP 80 connection is refused (each refused attempt
+# waits 0.3 s, so that figure is coarse); then allow-all again: time until TCP 80 echoes.
+ssh_only=$(policy_json ssh-only tcp '["22"]' "$SRC_GROUP" "$DST_GROUP" false)
+allow_all=$(policy_json allow-all all '[]' "$ALL_GROUP" "$ALL_GROUP" true)
+for ((run = 1; run <= ${FIGURE_RUNS:-3}; run++)); do
+    start=$EPOCHREALTIME
+    mgmt_api PUT "/api/policies/$SSH_POLICY" "$ssh_only" >/dev/null
+    if ! lab_wait 15 "TCP 80 refused again" refused tcp "$PL_IP" 80 0.3; then
+        echo "# run $run: TCP 80 still answered 15 s after the change back to TCP 22 only"
+        continue
+    fi
+    echo "restrict $(lab_ms "$start")" >>"$LAB_TMP/toggles"
+    start=$EPOCHREALTIME
+    mgmt_api PUT "/api/policies/$SSH_POLICY" "$allow_all" >/dev/null
+    probe until "$PL_IP" 80 15 && echo "open $(lab_ms "$start")" >>"$LAB_TMP/toggles"
+done
+for kind in open restrict; do
+    grep "^$kind " "$LAB_TMP/toggles" 2>/dev/null | awk '{ print $2 }' | sort -n | awk -v k="$kind" '
+        { v[NR] = $1 } END { if (NR) printf "figure policy change in the management API -> enforced (%s): median %d ms of %d (min %d, max %d)\n",
+          k == "open" ? "allow-all: first TCP 80 echo" : "TCP 22 only: first TCP 80 refused, 0.3 s resolution", v[int((NR+1)/2)], NR, v[1], v[NR] }'
+done | tee -a "$LAB_TMP/figures"
+[[ -n ${FIGURE_RUNS:-} && $FIGURE_RUNS == 0 ]] || lab_check "policy changes both ways took effect in every run" \
+    test "$(grep -c . "$LAB_TMP/toggles" 2>/dev/null || echo 0)" -eq $((2 * ${FIGURE_RUNS:-3}))
+
 lab_summary
