@@ -41,6 +41,7 @@ command -v ss >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
 command -v jq >/dev/null || need+=(jq)
 command -v gcc >/dev/null || need+=(gcc)
+command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         echo "installing: ${need[*]}"

@@ -5,7 +5,8 @@
 #   2. root only: one TCP stream (iperf3) through two `peerlink up` on real tuns in two
 #      namespaces joined by a veth pair (the direct path), with no filter, with an allow-all
 #      rule set (what NetBird's default policy sends: protocol all from the other peer) and with
-#      50 port rules (TCP 1000-1048 and iperf3's 5201 last), on both engines. The three modes
+#      50 rules (TCP 1000-1047, ICMP for the readiness ping, iperf3's TCP 5201 last), on both
+#      engines. The three modes
 #      take turns, RUNS rounds (default 3), and the medians and their ratios to "no filter" are
 #      printed: the machine is shared, so only ratios from one run mean anything.
 # The rules go in through `[[firewall]]` in up's configuration (Engine::set_firewall_rules).
@@ -37,9 +38,11 @@ rules() {
         none) ;;
         allow-all) printf '[[firewall]]\nsource = "%s"\nprotocol = "all"\n' "$2" ;;
         ports50)
-            for port in $(seq 1000 1048) 5201; do
+            for port in $(seq 1000 1047); do
                 printf '[[firewall]]\nsource = "%s"\nprotocol = "tcp"\nports = "%s"\n' "$2" "$port"
             done
+            printf '[[firewall]]\nsource = "%s"\nprotocol = "icmp"\n' "$2"
+            printf '[[firewall]]\nsource = "%s"\nprotocol = "tcp"\nports = "5201"\n' "$2"
             ;;
     esac
 }
