@@ -15,7 +15,9 @@ use std::time::Instant as WallClock;
 
 use peerlink_core::clock::Instant;
 use peerlink_core::filter::{PeerFilter, RuleSet, Verdict, FLOWS_PER_PEER};
-use peerlink_core::mgmt::proto::{FirewallRule, PortInfo, PortSelection, RuleAction, RuleDirection, RuleProtocol};
+use peerlink_core::mgmt::proto::{
+    FirewallRule, PortInfo, PortSelection, RuleAction, RuleDirection, RuleProtocol,
+};
 use peerlink_core::packet;
 
 /// Live heap bytes, counted by [`Counting`].
@@ -80,10 +82,22 @@ fn main() {
     let unsolicited_no_rule = packet::udp(remote, local, 999, 9, b"x").unwrap();
     assert_eq!(filter.inbound(&rules, &unsolicited_last_rule, now), Verdict::Pass);
     let figures = [
-        ("a reply on a tracked flow", time(|| filter.inbound(&rules, black_box(&back), now) == Verdict::Pass)),
-        ("outbound tracking of a known flow", time(|| filter.outbound(black_box(&out), now) != peerlink_core::filter::Tracked::No)),
-        ("an unsolicited packet matching the last of 50 port rules", time(|| filter.inbound(&rules, black_box(&unsolicited_last_rule), now) == Verdict::Pass)),
-        ("an unsolicited packet no rule of 50 accepts", time(|| filter.inbound(&rules, black_box(&unsolicited_no_rule), now) != Verdict::Pass)),
+        (
+            "a reply on a tracked flow",
+            time(|| filter.inbound(&rules, black_box(&back), now) == Verdict::Pass),
+        ),
+        (
+            "outbound tracking of a known flow",
+            time(|| filter.outbound(black_box(&out), now) != peerlink_core::filter::Tracked::No),
+        ),
+        (
+            "an unsolicited packet matching the last of 50 port rules",
+            time(|| filter.inbound(&rules, black_box(&unsolicited_last_rule), now) == Verdict::Pass),
+        ),
+        (
+            "an unsolicited packet no rule of 50 accepts",
+            time(|| filter.inbound(&rules, black_box(&unsolicited_no_rule), now) != Verdict::Pass),
+        ),
     ];
     for (what, ns) in figures {
         println!("filter per packet, {what}: {ns:.0} ns");

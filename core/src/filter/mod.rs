@@ -12,8 +12,8 @@ pub mod recent;
 pub mod rules;
 
 pub use flows::{FlowTable, Tracked};
-pub use recent::RecentFlows;
 pub use header::Header;
+pub use recent::RecentFlows;
 pub use rules::{Decision, RuleError, RuleSet};
 
 use parking_lot::Mutex;

@@ -59,7 +59,7 @@ impl RecentFlows {
     pub fn confirm(&self, key: &FlowKey, now: Instant) {
         let (slot, fingerprint) = self.place(key);
         if let Some(s) = self.slots.get(slot) {
-            s.store(fingerprint << 32 | u64::from(millis(now)), Ordering::Relaxed);
+            s.store((fingerprint << 32) | u64::from(millis(now)), Ordering::Relaxed);
         }
     }
 
@@ -74,5 +74,6 @@ impl RecentFlows {
 /// Milliseconds on the clock, wrapping every 49 days: only differences below [`FRESH`] count.
 fn millis(now: Instant) -> u32 {
     // Truncation intended: the clock's low 32 bits of milliseconds.
-    now.saturating_duration_since(Instant::from_epoch(Duration::ZERO)).as_millis() as u32
+    now.saturating_duration_since(Instant::from_epoch(Duration::ZERO))
+        .as_millis() as u32
 }

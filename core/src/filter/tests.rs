@@ -285,7 +285,10 @@ fn recent_flows_know_only_what_was_confirmed_and_only_for_fresh() {
     assert!(!recent.is_fresh(&key(2), t(0)), "another flow");
     assert!(!recent.is_fresh(&key(1), t(0) + recent::FRESH));
     let before = t(0).checked_sub(Duration::from_millis(1)).unwrap();
-    assert!(!recent.is_fresh(&key(1), before), "a confirmation from the future");
+    assert!(
+        !recent.is_fresh(&key(1), before),
+        "a confirmation from the future"
+    );
 }
 
 #[test]
