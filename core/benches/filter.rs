@@ -55,7 +55,7 @@ fn main() {
 
     for flows in [10_000, FLOWS_PER_PEER] {
         let before = LIVE.load(Ordering::Relaxed);
-        let mut filter = PeerFilter::new(flows);
+        let filter = PeerFilter::new(flows);
         let packets: Vec<Vec<u8>> = (0..flows).map(|i| outbound(1024 + i as u16)).collect();
         let packet_bytes = LIVE.load(Ordering::Relaxed) - before;
         for p in &packets {
@@ -73,7 +73,7 @@ fn main() {
 
     // Per packet, on one peer's filter with a realistic rule set from management.
     let rules = port_rules(remote, 50);
-    let mut filter = PeerFilter::default();
+    let filter = PeerFilter::default();
     let out = outbound(40_000);
     let back = reply(40_000);
     filter.outbound(&out, now);
