@@ -42,7 +42,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v jq >/dev/null || need+=(jq)
 command -v gcc >/dev/null || need+=(gcc)
-command -v python3 >/dev/null || need+=(python3) # tests/lab/flood.py
+command -v python3 >/dev/null || need+=(python3) # tests/lab/flood.py, fwprobe.py
 if ((${#need[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         echo "installing: ${need[*]}"

@@ -213,6 +213,16 @@ pub struct PeerCounters {
     pub no_path: u64,
     pub send_failed: u64,
     pub tun_write_failed: u64,
+    /// Inbound, dropped by the access policy (management's firewall rules): no rule accepts
+    /// it and no flow this device started explains it.
+    pub filter_no_rule: u64,
+    /// Inbound, dropped by the access policy: a drop rule matched.
+    pub filter_denied: u64,
+    /// Inbound, dropped by the access policy: not a readable IP packet.
+    pub filter_malformed: u64,
+    /// Flows this device started, evicted to make room (the flow table is full); their
+    /// replies then meet the rules like any inbound packet.
+    pub filter_table_full: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -445,6 +455,10 @@ fn counters(c: PeerCountersSnapshot) -> PeerCounters {
         no_path: c.no_path,
         send_failed: c.send_failed,
         tun_write_failed: c.tun_write_failed,
+        filter_no_rule: c.filter_no_rule,
+        filter_denied: c.filter_denied,
+        filter_malformed: c.filter_malformed,
+        filter_table_full: c.filter_table_full,
     }
 }
 
@@ -556,6 +570,27 @@ mod tests {
                 }) if detail.contains("rels://relay.example:443")
             ),
             "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn the_filters_drop_counters_reach_the_app_by_reason() {
+        let snapshot = PeerCountersSnapshot {
+            filter_no_rule: 1,
+            filter_denied: 2,
+            filter_malformed: 3,
+            filter_table_full: 4,
+            ..PeerCountersSnapshot::default()
+        };
+        let c = counters(snapshot);
+        assert_eq!(
+            (
+                c.filter_no_rule,
+                c.filter_denied,
+                c.filter_malformed,
+                c.filter_table_full
+            ),
+            (1, 2, 3, 4)
         );
     }
 }

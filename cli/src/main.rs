@@ -2,6 +2,7 @@
 
 mod control;
 mod demo;
+mod firewall;
 mod up;
 
 use std::io::Read;

@@ -11,6 +11,7 @@ use peerlink_core::{ConfigError, Engine, EngineError, EngineOptions, EngineSpec,
 use serde::Deserialize as _;
 
 use crate::control;
+use crate::firewall::FirewallSpec;
 
 /// The interface name when the configuration names none.
 pub const DEFAULT_INTERFACE: &str = "peerlink0";
@@ -28,6 +29,11 @@ pub enum UpError {
     InterfaceName { path: String },
     #[error("{path}: {source}")]
     Config { path: String, source: ConfigError },
+    #[error("{path}: {source}")]
+    Firewall {
+        path: String,
+        source: crate::firewall::FirewallError,
+    },
     #[error("key file {path}: {source}")]
     KeyFile { path: String, source: std::io::Error },
     #[error("key file {path}: {source}")]
@@ -60,6 +66,8 @@ pub struct UpArgs {
 pub struct UpConfig {
     pub interface: String,
     pub engine: EngineSpec,
+    /// `[[firewall]]`: inbound rules without management; `None`: no filter.
+    pub firewall: Option<Vec<FirewallSpec>>,
 }
 
 pub fn load(path: &str) -> Result<UpConfig, UpError> {
@@ -76,11 +84,21 @@ pub fn load(path: &str) -> Result<UpConfig, UpError> {
         Some(toml::Value::String(s)) => s,
         Some(_) => return Err(UpError::InterfaceName { path: path.into() }),
     };
-    let engine = EngineSpec::deserialize(table).map_err(|source| UpError::Toml {
+    let toml_err = |source: toml::de::Error| UpError::Toml {
         path: path.into(),
         source,
-    })?;
-    Ok(UpConfig { interface, engine })
+    };
+    let firewall = table
+        .remove("firewall")
+        .map(Vec::<FirewallSpec>::deserialize)
+        .transpose()
+        .map_err(toml_err)?;
+    let engine = EngineSpec::deserialize(table).map_err(toml_err)?;
+    Ok(UpConfig {
+        interface,
+        engine,
+        firewall,
+    })
 }
 
 pub fn run(args: UpArgs) -> Result<(), UpError> {
@@ -89,6 +107,7 @@ pub fn run(args: UpArgs) -> Result<(), UpError> {
         None => UpConfig {
             interface: DEFAULT_INTERFACE.to_owned(),
             engine: EngineSpec::default(),
+            firewall: None,
         },
     };
     if let Some(name) = &args.interface {
@@ -115,6 +134,15 @@ pub fn run(args: UpArgs) -> Result<(), UpError> {
         path: source.clone(),
         source: source_err,
     })?;
+    let rules = up
+        .firewall
+        .as_deref()
+        .map(crate::firewall::rule_set)
+        .transpose()
+        .map_err(|source_err| UpError::Firewall {
+            path: source.clone(),
+            source: source_err,
+        })?;
     // Two workers: the tun and socket loops each get a core on these small machines.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -129,6 +157,13 @@ pub fn run(args: UpArgs) -> Result<(), UpError> {
         };
         let managed = config.management.is_some();
         let engine = Engine::start(config, tun, options)?;
+        if let Some(rules) = rules {
+            println!(
+                "peerlink up: firewall: {} inbound rules from the configuration",
+                rules.len()
+            );
+            engine.set_firewall_rules(Some(rules));
+        }
         let events = managed.then(|| engine.subscribe());
         let socket = control::socket_path(&up.interface);
         let server = control::serve(Path::new(&socket), engine.status_source())?;

@@ -588,7 +588,7 @@ impl Shared {
 
     /// A packet to the peer starts or refreshes its flow, so that the replies pass the filter.
     fn track_outbound(&self, peer: &Peer, packet: &[u8]) {
-        let tracked = peer.filter.lock().outbound(packet, Instant::now());
+        let tracked = peer.filter.outbound(packet, Instant::now());
         match tracked {
             Tracked::Yes { evicted: true } => peer.counters.filter_table_full(1),
             Tracked::Yes { evicted: false } | Tracked::No => {}
@@ -598,13 +598,11 @@ impl Shared {
     /// The filter's verdict on a decrypted packet: true if it may go to the tun. A drop is
     /// counted, and logged at most once per [`DROP_LOG_INTERVAL`] per peer.
     fn filter_inbound(&self, peer: &Peer, rules: &RuleSet, packet: &[u8], now: Instant) -> bool {
-        let mut filter = peer.filter.lock();
-        let reason = match filter.inbound(rules, packet, now) {
+        let reason = match peer.filter.inbound(rules, packet, now) {
             Verdict::Pass => return true,
             Verdict::Drop(reason) => reason,
         };
-        let log = filter.should_log_drop(now, DROP_LOG_INTERVAL);
-        drop(filter);
+        let log = peer.filter.should_log_drop(now, DROP_LOG_INTERVAL);
         match reason {
             DropReason::NoRule => peer.counters.filter_no_rule(1),
             DropReason::Denied => peer.counters.filter_denied(1),

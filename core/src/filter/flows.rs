@@ -180,6 +180,12 @@ fn new_flow(proto: u8, flags: u8, now: Instant) -> Flow {
 /// The flags slot of a flow that is not TCP (never read for those).
 const NOT_TCP: u8 = 0;
 
+/// Whether a packet with these flags leaves its flow's state as it is (then only its time
+/// matters): anything but a TCP SYN, FIN or RST.
+pub(super) fn is_steady(flags: u8) -> bool {
+    flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
+}
+
 /// The state after a segment. A flow first seen mid-stream (no SYN, e.g. after a restart) is
 /// taken as established, as NetBird's tracker does for an ACK without SYN.
 fn tcp_next(state: TcpState, flags: u8, inbound: bool) -> TcpState {
@@ -195,7 +201,8 @@ fn tcp_next(state: TcpState, flags: u8, inbound: bool) -> TcpState {
     }
 }
 
-fn outbound_key(h: &Header) -> Option<(FlowKey, u8)> {
+/// The flow an outbound packet belongs to, and its TCP flags (0 for other protocols).
+pub(super) fn outbound_key(h: &Header) -> Option<(FlowKey, u8)> {
     let (proto, local_port, remote_port, flags) = match h.transport {
         Transport::Tcp { src, dst, flags } => (super::header::PROTO_TCP, src, dst, flags),
         Transport::Udp { src, dst } => (super::header::PROTO_UDP, src, dst, NOT_TCP),
@@ -212,7 +219,8 @@ fn outbound_key(h: &Header) -> Option<(FlowKey, u8)> {
     Some((key, flags))
 }
 
-fn inbound_key(h: &Header) -> Option<(FlowKey, u8)> {
+/// The flow of ours an inbound packet would belong to, and its TCP flags (0 for others).
+pub(super) fn inbound_key(h: &Header) -> Option<(FlowKey, u8)> {
     let (proto, local_port, remote_port, flags) = match h.transport {
         Transport::Tcp { src, dst, flags } => (super::header::PROTO_TCP, dst, src, flags),
         Transport::Udp { src, dst } => (super::header::PROTO_UDP, dst, src, NOT_TCP),

@@ -3,15 +3,20 @@
 //!
 //! [`rules`] parses and matches the rules, [`flows`] tracks the flows this device starts so
 //! that their replies pass, [`header`] reads the fields both need. [`PeerFilter`] puts them
-//! together per peer, purely: packets and `now` in, a [`Verdict`] out.
+//! together per peer, purely: packets and `now` in, a [`Verdict`] out; [`recent`] lets the
+//! packets of busy flows through without a lock.
 
 pub mod flows;
 pub mod header;
+pub mod recent;
 pub mod rules;
 
 pub use flows::{FlowTable, Tracked};
 pub use header::Header;
+pub use recent::RecentFlows;
 pub use rules::{Decision, RuleError, RuleSet};
+
+use parking_lot::Mutex;
 
 use crate::clock::Instant;
 
@@ -37,12 +42,14 @@ pub enum DropReason {
     Malformed,
 }
 
-/// The filter state of one peer: its flows.
+/// The filter state of one peer: its flows. Shared by the tun and socket tasks: the flows of
+/// the moment pass through [`RecentFlows`] without a lock; the rest take the table's.
 #[derive(Debug)]
 pub struct PeerFilter {
-    flows: FlowTable,
-    /// When a drop was last logged, to rate-limit the log.
-    last_drop_log: Option<Instant>,
+    flows: Mutex<FlowTable>,
+    recent: RecentFlows,
+    /// When a drop was last logged, to rate-limit the log (taken only on drops).
+    last_drop_log: Mutex<Option<Instant>>,
 }
 
 impl Default for PeerFilter {
@@ -54,13 +61,14 @@ impl Default for PeerFilter {
 impl PeerFilter {
     pub fn new(capacity: usize) -> Self {
         Self {
-            flows: FlowTable::new(capacity),
-            last_drop_log: None,
+            flows: Mutex::new(FlowTable::new(capacity)),
+            recent: RecentFlows::default(),
+            last_drop_log: Mutex::new(None),
         }
     }
 
     /// A decrypted packet from the peer, on its way to the tun.
-    pub fn inbound(&mut self, rules: &RuleSet, packet: &[u8], now: Instant) -> Verdict {
+    pub fn inbound(&self, rules: &RuleSet, packet: &[u8], now: Instant) -> Verdict {
         if rules.allow_all {
             return Verdict::Pass;
         }
@@ -72,7 +80,16 @@ impl PeerFilter {
             // rules did judge, the stack cannot reassemble it and discards it.
             return Verdict::Pass;
         }
-        if self.flows.inbound(&header, now) {
+        let flow = flows::inbound_key(&header);
+        if let Some((key, flags)) = &flow {
+            if flows::is_steady(*flags) && self.recent.is_fresh(key, now) {
+                return Verdict::Pass;
+            }
+        }
+        if self.flows.lock().inbound(&header, now) {
+            if let Some((key, _)) = &flow {
+                self.recent.confirm(key, now);
+            }
             return Verdict::Pass;
         }
         match rules.decide(&header) {
@@ -84,27 +101,33 @@ impl PeerFilter {
 
     /// A packet from the tun to the peer: it always passes (NetBird's filter is stateful and
     /// ignores outbound rules); its flow is tracked so that the replies pass.
-    pub fn outbound(&mut self, packet: &[u8], now: Instant) -> Tracked {
+    pub fn outbound(&self, packet: &[u8], now: Instant) -> Tracked {
         let Some(header) = Header::parse(packet) else {
             return Tracked::No;
         };
-        self.flows.outbound(&header, now)
+        let Some((key, flags)) = flows::outbound_key(&header) else {
+            return Tracked::No;
+        };
+        if flows::is_steady(flags) && self.recent.is_fresh(&key, now) {
+            return Tracked::Yes { evicted: false };
+        }
+        let tracked = self.flows.lock().outbound(&header, now);
+        self.recent.confirm(&key, now);
+        tracked
     }
 
     /// Whether a drop seen at `now` may be logged: at most one per `interval`.
-    pub fn should_log_drop(&mut self, now: Instant, interval: std::time::Duration) -> bool {
-        if self
-            .last_drop_log
-            .is_some_and(|last| now.saturating_duration_since(last) < interval)
-        {
+    pub fn should_log_drop(&self, now: Instant, interval: std::time::Duration) -> bool {
+        let mut last = self.last_drop_log.lock();
+        if last.is_some_and(|last| now.saturating_duration_since(last) < interval) {
             return false;
         }
-        self.last_drop_log = Some(now);
+        *last = Some(now);
         true
     }
 
     pub fn flows(&self) -> usize {
-        self.flows.len()
+        self.flows.lock().len()
     }
 }
 

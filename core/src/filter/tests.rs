@@ -15,7 +15,7 @@ const PEER6: &str = "fd00::2";
 #[test]
 fn tcp_port_rule_admits_its_port_and_nothing_else() {
     let rules = set(vec![rule(PEER, RuleProtocol::Tcp, Some(port(22)))]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     assert_eq!(
         f.inbound(&rules, &tcp(PEER, ME, 40000, 22, TCP_SYN), t(0)),
         Verdict::Pass
@@ -38,18 +38,18 @@ fn tcp_port_rule_admits_its_port_and_nothing_else() {
 #[test]
 fn port_range_is_inclusive_at_both_ends() {
     let rules = set(vec![rule(PEER, RuleProtocol::Udp, Some(range(1000, 1010)))]);
-    let mut f = PeerFilter::default();
-    let verdict = |f: &mut PeerFilter, p: u16| f.inbound(&rules, &udp(PEER, ME, 5000, p), t(0));
-    assert_eq!(verdict(&mut f, 999), Verdict::Drop(DropReason::NoRule));
-    assert_eq!(verdict(&mut f, 1000), Verdict::Pass);
-    assert_eq!(verdict(&mut f, 1010), Verdict::Pass);
-    assert_eq!(verdict(&mut f, 1011), Verdict::Drop(DropReason::NoRule));
+    let f = PeerFilter::default();
+    let verdict = |f: &PeerFilter, p: u16| f.inbound(&rules, &udp(PEER, ME, 5000, p), t(0));
+    assert_eq!(verdict(&f, 999), Verdict::Drop(DropReason::NoRule));
+    assert_eq!(verdict(&f, 1000), Verdict::Pass);
+    assert_eq!(verdict(&f, 1010), Verdict::Pass);
+    assert_eq!(verdict(&f, 1011), Verdict::Drop(DropReason::NoRule));
 }
 
 #[test]
 fn ipv6_rules_match_ipv6_sources() {
     let rules = set(vec![rule(PEER6, RuleProtocol::Udp, Some(port(53)))]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     assert_eq!(f.inbound(&rules, &udp(PEER6, ME6, 5000, 53), t(0)), Verdict::Pass);
     assert_eq!(
         f.inbound(&rules, &udp(PEER, ME, 5000, 53), t(0)),
@@ -60,7 +60,7 @@ fn ipv6_rules_match_ipv6_sources() {
 #[test]
 fn wildcard_source_admits_every_peer_and_icmp_keeps_its_family() {
     let rules = set(vec![rule("0.0.0.0", RuleProtocol::Icmp, None)]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     assert_eq!(f.inbound(&rules, &echo(PEER, ME, 8, 1), t(0)), Verdict::Pass);
     assert_eq!(f.inbound(&rules, &echo(OTHER, ME, 8, 1), t(0)), Verdict::Pass);
     assert_eq!(
@@ -73,7 +73,7 @@ fn wildcard_source_admits_every_peer_and_icmp_keeps_its_family() {
 #[test]
 fn protocol_all_admits_every_protocol_from_its_source() {
     let rules = set(vec![rule(PEER, RuleProtocol::All, None)]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     for packet in [
         tcp(PEER, ME, 1, 2, TCP_SYN),
         udp(PEER, ME, 1, 2),
@@ -89,7 +89,7 @@ fn drop_rule_wins_over_accept_for_the_same_source() {
     let mut deny = rule(PEER, RuleProtocol::Tcp, Some(port(22)));
     deny.action = RuleAction::Drop as i32;
     let rules = set(vec![rule("0.0.0.0", RuleProtocol::All, None), deny]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     assert_eq!(
         f.inbound(&rules, &tcp(PEER, ME, 1, 22, TCP_SYN), t(0)),
         Verdict::Drop(DropReason::Denied)
@@ -104,7 +104,7 @@ fn drop_rule_wins_over_accept_for_the_same_source() {
 fn an_old_server_without_rules_means_allow_all_and_an_empty_list_drops() {
     let old = RuleSet::from_map(&[], false);
     let empty = RuleSet::from_map(&[], true);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     assert_eq!(f.inbound(&old, &udp(PEER, ME, 1, 2), t(0)), Verdict::Pass);
     assert_eq!(
         f.inbound(&empty, &udp(PEER, ME, 1, 2), t(0)),
@@ -124,7 +124,7 @@ fn outbound_rules_are_ignored_by_a_stateful_filter() {
 #[test]
 fn icmp_errors_always_pass() {
     let rules = set(vec![]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     assert_eq!(f.inbound(&rules, &echo(PEER, ME, 3, 0), t(0)), Verdict::Pass);
     assert_eq!(f.inbound(&rules, &echo(PEER6, ME6, 2, 0), t(0)), Verdict::Pass);
 }
@@ -132,7 +132,7 @@ fn icmp_errors_always_pass() {
 #[test]
 fn replies_to_our_tcp_connection_pass_and_unsolicited_segments_do_not() {
     let rules = set(vec![]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     assert!(matches!(
         f.outbound(&tcp(ME, PEER, 50000, 443, TCP_SYN), t(0)),
         Tracked::Yes { .. }
@@ -162,7 +162,7 @@ fn replies_to_our_tcp_connection_pass_and_unsolicited_segments_do_not() {
 #[test]
 fn an_unanswered_syn_expires_after_the_handshake_timeout() {
     let rules = set(vec![]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     f.outbound(&tcp(ME, PEER, 50000, 443, TCP_SYN), t(0));
     let after = TCP_HANDSHAKE_TIMEOUT.as_secs() + 1;
     assert_eq!(
@@ -174,7 +174,7 @@ fn an_unanswered_syn_expires_after_the_handshake_timeout() {
 #[test]
 fn a_closed_tcp_flow_lives_only_the_closing_timeout() {
     let rules = set(vec![]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     f.outbound(&tcp(ME, PEER, 50000, 443, TCP_SYN), t(0));
     f.inbound(&rules, &tcp(PEER, ME, 443, 50000, TCP_SYN | TCP_ACK), t(0));
     f.outbound(&tcp(ME, PEER, 50000, 443, TCP_FIN | TCP_ACK), t(1));
@@ -191,7 +191,7 @@ fn a_closed_tcp_flow_lives_only_the_closing_timeout() {
 #[test]
 fn udp_replies_pass_until_the_flow_is_idle_for_its_timeout() {
     let rules = set(vec![]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     f.outbound(&udp(ME6, PEER6, 5353, 53), t(0));
     assert_eq!(
         f.inbound(&rules, &udp(PEER6, ME6, 53, 5353), t(10)),
@@ -213,7 +213,7 @@ fn udp_replies_pass_until_the_flow_is_idle_for_its_timeout() {
 #[test]
 fn echo_replies_pass_for_our_pings_only_v4_and_v6() {
     let rules = set(vec![]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     f.outbound(&echo(ME, PEER, 8, 7), t(0));
     f.outbound(&echo(ME6, PEER6, 128, 7), t(0));
     assert_eq!(f.inbound(&rules, &echo(PEER, ME, 0, 7), t(1)), Verdict::Pass);
@@ -237,7 +237,7 @@ fn echo_replies_pass_for_our_pings_only_v4_and_v6() {
 
 #[test]
 fn the_flow_table_stays_within_its_bound_under_a_flood() {
-    let mut f = PeerFilter::new(16);
+    let f = PeerFilter::new(16);
     let mut evicted = 0;
     for p in 0..1000u16 {
         if let Tracked::Yes { evicted: true } = f.outbound(&udp(ME, PEER, 10000 + p, 53), t(u64::from(p))) {
@@ -249,8 +249,51 @@ fn the_flow_table_stays_within_its_bound_under_a_flood() {
 }
 
 #[test]
+fn a_busy_flow_is_settled_without_the_table_for_at_most_fresh() {
+    let rules = set(vec![]);
+    // A table of one flow: the second evicts the first.
+    let f = PeerFilter::new(1);
+    f.outbound(&udp(ME, PEER, 5000, 53), t(0));
+    f.outbound(&udp(ME, PEER, 5001, 53), t(0));
+    assert_eq!(f.flows(), 1);
+    let reply = udp(PEER, ME, 53, 5000);
+    assert_eq!(
+        f.inbound(&rules, &reply, t(0) + Duration::from_millis(900)),
+        Verdict::Pass,
+        "confirmed by the table less than FRESH ago: no lock taken"
+    );
+    assert_eq!(
+        f.inbound(&rules, &reply, t(0) + recent::FRESH),
+        Verdict::Drop(DropReason::NoRule),
+        "after FRESH the table decides, and it has evicted the flow"
+    );
+}
+
+#[test]
+fn recent_flows_know_only_what_was_confirmed_and_only_for_fresh() {
+    let recent = RecentFlows::default();
+    let key = |port| flows::FlowKey {
+        proto: PROTO_UDP,
+        local: addr(ME),
+        remote: addr(PEER),
+        local_port: port,
+        remote_port: 53,
+    };
+    assert!(!recent.is_fresh(&key(1), t(0)), "nothing confirmed yet");
+    recent.confirm(&key(1), t(0));
+    assert!(recent.is_fresh(&key(1), t(0) + Duration::from_millis(999)));
+    assert!(!recent.is_fresh(&key(2), t(0)), "another flow");
+    assert!(!recent.is_fresh(&key(1), t(0) + recent::FRESH));
+    let before = t(0).checked_sub(Duration::from_millis(1)).unwrap();
+    assert!(
+        !recent.is_fresh(&key(1), before),
+        "a confirmation from the future"
+    );
+}
+
+#[test]
 fn new_rules_keep_established_flows() {
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     f.outbound(&udp(ME, PEER, 5000, 9000), t(0));
     let allow = set(vec![rule(PEER, RuleProtocol::All, None)]);
     assert_eq!(f.inbound(&allow, &udp(PEER, ME, 9000, 5000), t(1)), Verdict::Pass);
@@ -288,7 +331,7 @@ fn malformed_rules_are_skipped_and_counted_and_the_rest_applied() {
     ]);
     assert_eq!(rules.skipped, 7);
     assert_eq!(rules.len(), 1);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     assert_eq!(
         f.inbound(&rules, &tcp(PEER, ME, 1, 22, TCP_SYN), t(0)),
         Verdict::Pass
@@ -328,7 +371,7 @@ fn source_prefixes_supersede_peer_ip_v4_and_v6() {
 #[test]
 fn garbage_inbound_is_dropped_as_malformed_and_garbage_outbound_is_not_tracked() {
     let rules = set(vec![]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     for garbage in [&[][..], &[0x45, 0, 0], &[0x60; 20], &[0x10; 40]] {
         assert_eq!(
             f.inbound(&rules, garbage, t(0)),
@@ -342,7 +385,7 @@ fn garbage_inbound_is_dropped_as_malformed_and_garbage_outbound_is_not_tracked()
 #[test]
 fn later_fragments_pass_without_a_transport_header() {
     let rules = set(vec![]);
-    let mut f = PeerFilter::default();
+    let f = PeerFilter::default();
     let mut frag = udp(PEER, ME, 1, 2);
     frag[7] = 0x10; // fragment offset 16 (x8 bytes)
     assert_eq!(f.inbound(&rules, &frag, t(0)), Verdict::Pass);

@@ -64,8 +64,8 @@ pub(crate) struct Peer {
     /// it and tells the control plane and the timer task, which sleep meanwhile.
     pub quiet: std::sync::atomic::AtomicBool,
     /// The flows this device started with the peer, when the filter is on; only the packets
-    /// of this peer take this lock.
-    pub filter: Mutex<PeerFilter>,
+    /// of this peer touch it, those of busy flows without a lock.
+    pub filter: PeerFilter,
 }
 
 impl std::fmt::Debug for Peer {
@@ -98,7 +98,7 @@ impl Peer {
             reported_handshake: Mutex::new(None),
             held: Mutex::new(Vec::new()),
             quiet: std::sync::atomic::AtomicBool::new(false),
-            filter: Mutex::new(PeerFilter::default()),
+            filter: PeerFilter::default(),
         }
     }
 

@@ -2862,6 +2862,24 @@ public struct PeerCounters: Equatable, Hashable {
     public var noPath: UInt64
     public var sendFailed: UInt64
     public var tunWriteFailed: UInt64
+    /**
+     * Inbound, dropped by the access policy (management's firewall rules): no rule accepts
+     * it and no flow this device started explains it.
+     */
+    public var filterNoRule: UInt64
+    /**
+     * Inbound, dropped by the access policy: a drop rule matched.
+     */
+    public var filterDenied: UInt64
+    /**
+     * Inbound, dropped by the access policy: not a readable IP packet.
+     */
+    public var filterMalformed: UInt64
+    /**
+     * Flows this device started, evicted to make room (the flow table is full); their
+     * replies then meet the rules like any inbound packet.
+     */
+    public var filterTableFull: UInt64
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -2871,7 +2889,21 @@ public struct PeerCounters: Equatable, Hashable {
          */spoofedSource: UInt64, 
         /**
          * Refused by WireGuard (bad MAC, replay, no session).
-         */rejected: UInt64, noPath: UInt64, sendFailed: UInt64, tunWriteFailed: UInt64) {
+         */rejected: UInt64, noPath: UInt64, sendFailed: UInt64, tunWriteFailed: UInt64, 
+        /**
+         * Inbound, dropped by the access policy (management's firewall rules): no rule accepts
+         * it and no flow this device started explains it.
+         */filterNoRule: UInt64, 
+        /**
+         * Inbound, dropped by the access policy: a drop rule matched.
+         */filterDenied: UInt64, 
+        /**
+         * Inbound, dropped by the access policy: not a readable IP packet.
+         */filterMalformed: UInt64, 
+        /**
+         * Flows this device started, evicted to make room (the flow table is full); their
+         * replies then meet the rules like any inbound packet.
+         */filterTableFull: UInt64) {
         self.txBytes = txBytes
         self.txPackets = txPackets
         self.rxBytes = rxBytes
@@ -2881,6 +2913,10 @@ public struct PeerCounters: Equatable, Hashable {
         self.noPath = noPath
         self.sendFailed = sendFailed
         self.tunWriteFailed = tunWriteFailed
+        self.filterNoRule = filterNoRule
+        self.filterDenied = filterDenied
+        self.filterMalformed = filterMalformed
+        self.filterTableFull = filterTableFull
     }
 
     
@@ -2907,7 +2943,11 @@ public struct FfiConverterTypePeerCounters: FfiConverterRustBuffer {
                 rejected: FfiConverterUInt64.read(from: &buf), 
                 noPath: FfiConverterUInt64.read(from: &buf), 
                 sendFailed: FfiConverterUInt64.read(from: &buf), 
-                tunWriteFailed: FfiConverterUInt64.read(from: &buf)
+                tunWriteFailed: FfiConverterUInt64.read(from: &buf), 
+                filterNoRule: FfiConverterUInt64.read(from: &buf), 
+                filterDenied: FfiConverterUInt64.read(from: &buf), 
+                filterMalformed: FfiConverterUInt64.read(from: &buf), 
+                filterTableFull: FfiConverterUInt64.read(from: &buf)
         )
     }
 
@@ -2921,6 +2961,10 @@ public struct FfiConverterTypePeerCounters: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.noPath, into: &buf)
         FfiConverterUInt64.write(value.sendFailed, into: &buf)
         FfiConverterUInt64.write(value.tunWriteFailed, into: &buf)
+        FfiConverterUInt64.write(value.filterNoRule, into: &buf)
+        FfiConverterUInt64.write(value.filterDenied, into: &buf)
+        FfiConverterUInt64.write(value.filterMalformed, into: &buf)
+        FfiConverterUInt64.write(value.filterTableFull, into: &buf)
     }
 }
 

@@ -38,6 +38,9 @@ class EngineTest {
             assertEquals("127.0.0.1:${t.portB}", a.remote)
             assertEquals(1uL, a.counters.txPackets)
             assertEquals(2uL, a.counters.rxPackets)
+            // No access policy without management: nothing is filtered.
+            val c = a.counters
+            assertEquals(listOf(0uL, 0uL, 0uL, 0uL), listOf(c.filterNoRule, c.filterDenied, c.filterMalformed, c.filterTableFull), "$c")
             val path = a.paths.single()
             assertEquals(PathKind.DIRECT, path.kind, "$a")
             assertTrue(path.active && path.usable, "the active path is usable: $path")
