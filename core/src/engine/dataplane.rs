@@ -70,7 +70,9 @@ enum Source {
 }
 
 pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut packet_buf = vec![0u8; PACKET_BUFFER];
+    // A frame may be an offloading tun's TCP super-packet; its segments are cut into `segment`.
+    let mut frame_buf = vec![0u8; crate::tun::MAX_FRAME];
+    let mut segment = vec![0u8; PACKET_BUFFER];
     let mut out = vec![0u8; PACKET_BUFFER];
     let mut batch = SendBatch::new();
     let mut tun_changed = shared.tun_changed.subscribe();
@@ -85,19 +87,27 @@ pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 tun_dead = false;
                 continue;
             }
-            r = tun.recv(&mut packet_buf), if !tun_dead => r,
+            r = tun.recv_frame(&mut frame_buf), if !tun_dead => r,
         };
-        // This wakeup's packet, then those already queued behind it, up to a burst.
+        // This wakeup's frame, then those already queued behind it, up to a burst.
         let mut burst = 1;
         loop {
             match read {
-                Ok(Some(packet)) if !packet.is_empty() => shared.send_to_peer(packet, &mut out, &mut batch),
-                Ok(Some(_)) => {
+                Ok(0) => {
                     tracing::info!("tun closed by the other side; waiting for a new one");
                     tun_dead = true;
                     break;
                 }
-                Ok(None) => shared.counters.tun_garbage(1),
+                Ok(n) => {
+                    let frame = frame_buf.get_mut(..n).unwrap_or_default();
+                    let sent = tun.framing().split(frame, &mut segment, |packet| {
+                        shared.send_to_peer(packet, &mut out, &mut batch)
+                    });
+                    if let Err(e) = sent {
+                        tracing::trace!(error = %e, "tun frame dropped");
+                        shared.counters.tun_garbage(1);
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "tun read failed; waiting for a new one");
@@ -109,7 +119,7 @@ pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 break;
             }
             burst += 1;
-            read = tun.try_recv(&mut packet_buf);
+            read = tun.try_recv_frame(&mut frame_buf);
         }
         batch.flush(&shared.udp, Instant::now());
     }

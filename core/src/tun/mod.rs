@@ -4,6 +4,8 @@ mod device;
 mod framing;
 #[cfg(target_os = "linux")]
 pub mod linux;
+pub mod offload;
 
 pub use device::{packet_socketpair, FdOwnership, Tun, TunError};
-pub use framing::Framing;
+pub use framing::{FrameError, Framing};
+pub use offload::MAX_FRAME;
