@@ -5,6 +5,7 @@
 
 mod batch;
 mod gso;
+mod tun_out;
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -55,6 +56,7 @@ const TUN_BURST: usize = gso::MAX_SEGMENTS;
 const NETBIRD_PUNCH: &[u8] = b"nb";
 
 use batch::SendBatch;
+use tun_out::{Rx, TunOut};
 
 /// At most one debug line per peer per second for filtered packets: a scan or a flood must
 /// not flood the log.
@@ -131,7 +133,7 @@ pub(super) async fn udp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
         tracing::debug!(error = %e, "UDP receive offload unavailable; one datagram per read");
     }
     let mut datagrams = vec![0u8; gso::MAX_RECV_BYTES];
-    let mut out = vec![0u8; PACKET_BUFFER];
+    let mut out = Rx::new();
     loop {
         let received = tokio::select! {
             biased;
@@ -154,6 +156,7 @@ pub(super) async fn udp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                     }
                     None => shared.receive(all, source, &mut out),
                 }
+                shared.flush_tun(&mut out.tun);
             }
             // ICMP errors from earlier sends surface here on Linux; they are not fatal.
             Err(e) => tracing::trace!(error = %e, "udp receive error"),
@@ -166,7 +169,7 @@ pub(super) async fn inbound_loop(
     mut inbound: mpsc::Receiver<Inbound>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut out = vec![0u8; PACKET_BUFFER];
+    let mut out = Rx::new();
     loop {
         let next = tokio::select! {
             biased;
@@ -182,6 +185,9 @@ pub(super) async fn inbound_loop(
             },
             &mut out,
         );
+        if inbound.is_empty() {
+            shared.flush_tun(&mut out.tun);
+        }
     }
 }
 
@@ -329,7 +335,11 @@ impl Shared {
 
     /// A datagram from the network: authenticate it with the right peer's session, deliver what
     /// it carries, and note the path as alive.
-    fn receive(&self, datagram: &[u8], source: Source, out: &mut [u8]) {
+    fn receive(&self, datagram: &[u8], source: Source, rx: &mut Rx) {
+        let Rx {
+            plain: out,
+            tun: tun_out,
+        } = rx;
         let table = self.table.load();
         let Some((peer, message)) = self.identify(&table, datagram, source) else {
             return;
@@ -369,14 +379,14 @@ impl Shared {
                 if let Some(m) = message {
                     self.path_for(peer, source, now, datagram.len(), m);
                 }
-                self.deliver(&table, peer, packet, IpAddr::V4(src), now);
+                self.deliver(&table, peer, packet, IpAddr::V4(src), now, tun_out);
             }
             TunnResult::WriteToTunnelV6(packet, src) => {
                 drop(tunn);
                 if let Some(m) = message {
                     self.path_for(peer, source, now, datagram.len(), m);
                 }
-                self.deliver(&table, peer, packet, IpAddr::V6(src), now);
+                self.deliver(&table, peer, packet, IpAddr::V6(src), now, tun_out);
             }
             TunnResult::Done => {
                 // A keepalive, or a cookie reply (which proves nothing).
@@ -500,7 +510,15 @@ impl Shared {
 
     /// A decrypted IP packet: cryptokey routing says its source must route back to the peer
     /// that sent it; then it goes to the tun.
-    fn deliver(&self, table: &PeerTable, peer: &Arc<Peer>, packet: &[u8], src: IpAddr, now: Instant) {
+    fn deliver(
+        &self,
+        table: &PeerTable,
+        peer: &Arc<Peer>,
+        packet: &[u8],
+        src: IpAddr,
+        now: Instant,
+        tun_out: &mut TunOut,
+    ) {
         let owner = table.routes.lookup(src);
         if !owner.is_some_and(|o| Arc::ptr_eq(o, peer)) {
             tracing::trace!(peer = %peer.key, %src, "source outside the peer's allowed IPs");
@@ -512,18 +530,8 @@ impl Shared {
                 return;
             }
         }
-        match self.tun.load().try_send(packet) {
-            Ok(true) => {
-                peer.counters.rx_packets(1);
-                peer.counters.rx_bytes(packet.len() as u64);
-                self.note_activity(peer);
-            }
-            Ok(false) => peer.counters.tun_write_failed(1),
-            Err(e) => {
-                tracing::trace!(error = %e, "tun write failed");
-                peer.counters.tun_write_failed(1);
-            }
-        }
+        self.note_activity(peer);
+        self.write_tun(tun_out, peer, packet);
     }
 
     /// A packet to the peer starts or refreshes its flow, so that the replies pass the filter.

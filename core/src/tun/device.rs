@@ -127,6 +127,23 @@ impl Tun {
         }
     }
 
+    /// Writes one frame of an offloading tun ([`Framing::LinuxVnet`]): its `virtio_net_hdr` and
+    /// the (possibly coalesced) packet behind it, without waiting. Returns whether it was
+    /// written; on other framings it writes nothing and says so.
+    pub fn try_send_frame(&self, header: &[u8; VNET_HDR_LEN], packet: &[u8]) -> io::Result<bool> {
+        if self.framing != Framing::LinuxVnet {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a virtio header on a tun without offload",
+            ));
+        }
+        match writev2(self.fd.get_ref().raw, header, packet) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes one IP packet, waiting while the device is full.
     pub async fn send(&self, packet: &[u8]) -> io::Result<()> {
         loop {
