@@ -277,7 +277,7 @@ impl Shared {
         peer.counters.tx_bytes(packet.len() as u64);
         self.note_activity(peer);
         let active = peer.active_path();
-        let Some(direct) = active.filter(|a| a.path.udp_endpoint().is_some()) else {
+        let Some(direct) = active.filter(|a| a.path.is_udp()) else {
             // Another path, or none: one datagram at a time, after what is batched.
             batch.flush(&self.udp, Instant::now());
             let result = peer.tunn.lock().encapsulate(packet, out);

@@ -67,6 +67,11 @@ pub trait Path: Send + Sync + fmt::Debug {
     fn udp_endpoint(&self) -> Option<std::net::SocketAddr> {
         None
     }
+
+    /// Whether [`Path::udp_endpoint`] gives an endpoint: asked per packet, so it takes no lock.
+    fn is_udp(&self) -> bool {
+        false
+    }
 }
 
 /// A datagram that arrived on a non-direct path, on its way to the engine's data plane.

