@@ -6,6 +6,7 @@
 mod batch;
 mod demux;
 mod gso;
+mod tun_out;
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -54,12 +55,19 @@ const TUN_BURST: usize = gso::MAX_SEGMENTS;
 
 use batch::SendBatch;
 use demux::Datagram;
+use tun_out::{Rx, TunOut, RX_BUFFER_BYTES};
 
 /// Bytes of packet buffers the four loops own for the engine's lifetime (see `budget`): the tun
-/// loop's packet and output buffers and its send batch, the UDP loop's coalesced-receive and
-/// output buffers, one output buffer each for the inbound and timer loops.
-pub(super) const LOOP_BUFFER_BYTES: usize =
-    2 * PACKET_BUFFER + gso::MAX_SEND_BYTES + gso::MAX_RECV_BYTES + PACKET_BUFFER + 2 * PACKET_BUFFER;
+/// loop's frame (an offloading tun's super-packet), segment and output buffers and its send
+/// batch; the UDP loop's coalesced-receive buffer and its `Rx`; the inbound loop's `Rx`; the
+/// timer loop's output buffer.
+pub(super) const LOOP_BUFFER_BYTES: usize = crate::tun::MAX_FRAME
+    + 2 * PACKET_BUFFER
+    + gso::MAX_SEND_BYTES
+    + gso::MAX_RECV_BYTES
+    + RX_BUFFER_BYTES
+    + RX_BUFFER_BYTES
+    + PACKET_BUFFER;
 
 /// At most one debug line per peer per second for filtered packets: a scan or a flood must
 /// not flood the log.
@@ -75,7 +83,9 @@ enum Source {
 }
 
 pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let mut packet_buf = vec![0u8; PACKET_BUFFER];
+    // A frame may be an offloading tun's TCP super-packet; its segments are cut into `segment`.
+    let mut frame_buf = vec![0u8; crate::tun::MAX_FRAME];
+    let mut segment = vec![0u8; PACKET_BUFFER];
     let mut out = vec![0u8; PACKET_BUFFER];
     let mut batch = SendBatch::new();
     let mut tun_changed = shared.tun_changed.subscribe();
@@ -90,19 +100,27 @@ pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 tun_dead = false;
                 continue;
             }
-            r = tun.recv(&mut packet_buf), if !tun_dead => r,
+            r = tun.recv_frame(&mut frame_buf), if !tun_dead => r,
         };
-        // This wakeup's packet, then those already queued behind it, up to a burst.
+        // This wakeup's frame, then those already queued behind it, up to a burst.
         let mut burst = 1;
         loop {
             match read {
-                Ok(Some(packet)) if !packet.is_empty() => shared.send_to_peer(packet, &mut out, &mut batch),
-                Ok(Some(_)) => {
+                Ok(0) => {
                     tracing::info!("tun closed by the other side; waiting for a new one");
                     tun_dead = true;
                     break;
                 }
-                Ok(None) => shared.counters.tun_garbage(1),
+                Ok(n) => {
+                    let frame = frame_buf.get_mut(..n).unwrap_or_default();
+                    let sent = tun.framing().split(frame, &mut segment, |packet| {
+                        shared.send_to_peer(packet, &mut out, &mut batch)
+                    });
+                    if let Err(e) = sent {
+                        tracing::trace!(error = %e, "tun frame dropped");
+                        shared.counters.tun_garbage(1);
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "tun read failed; waiting for a new one");
@@ -114,7 +132,7 @@ pub(super) async fn tun_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                 break;
             }
             burst += 1;
-            read = tun.try_recv(&mut packet_buf);
+            read = tun.try_recv_frame(&mut frame_buf);
         }
         batch.flush(&shared.udp, Instant::now());
     }
@@ -126,7 +144,7 @@ pub(super) async fn udp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
         tracing::debug!(error = %e, "UDP receive offload unavailable; one datagram per read");
     }
     let mut datagrams = vec![0u8; gso::MAX_RECV_BYTES];
-    let mut out = vec![0u8; PACKET_BUFFER];
+    let mut out = Rx::new();
     loop {
         let received = tokio::select! {
             biased;
@@ -149,6 +167,7 @@ pub(super) async fn udp_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<
                     }
                     None => shared.receive(all, source, &mut out),
                 }
+                shared.flush_tun(&mut out.tun);
             }
             // ICMP errors from earlier sends surface here on Linux; they are not fatal.
             Err(e) => tracing::trace!(error = %e, "udp receive error"),
@@ -161,7 +180,7 @@ pub(super) async fn inbound_loop(
     mut inbound: mpsc::Receiver<Inbound>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut out = vec![0u8; PACKET_BUFFER];
+    let mut out = Rx::new();
     loop {
         let next = tokio::select! {
             biased;
@@ -177,6 +196,9 @@ pub(super) async fn inbound_loop(
             },
             &mut out,
         );
+        if inbound.is_empty() {
+            shared.flush_tun(&mut out.tun);
+        }
     }
 }
 
@@ -266,7 +288,7 @@ impl Shared {
         peer.counters.tx_bytes(packet.len() as u64);
         self.note_activity(peer);
         let active = peer.active_path();
-        let Some(direct) = active.filter(|a| a.path.udp_endpoint().is_some()) else {
+        let Some(direct) = active.filter(|a| a.path.is_udp()) else {
             // Another path, or none: one datagram at a time, after what is batched.
             batch.flush(&self.udp, Instant::now());
             let result = peer.tunn.lock().encapsulate(packet, out);
@@ -324,7 +346,7 @@ impl Shared {
 
     /// A datagram from the network: authenticate it with the right peer's session, deliver what
     /// it carries, and note the path as alive.
-    fn receive(&self, datagram: &[u8], source: Source, out: &mut [u8]) {
+    fn receive(&self, datagram: &[u8], source: Source, rx: &mut Rx) {
         if let Source::Direct(from) = source {
             // The engine's socket carries ICE's STUN too (DESIGN 2).
             match demux::classify(datagram) {
@@ -345,6 +367,10 @@ impl Shared {
                 }
             }
         }
+        let Rx {
+            plain: out,
+            tun: tun_out,
+        } = rx;
         let table = self.table.load();
         let Some((peer, message)) = self.identify(&table, datagram, source) else {
             return;
@@ -384,14 +410,14 @@ impl Shared {
                 if let Some(m) = message {
                     self.path_for(peer, source, now, datagram.len(), m);
                 }
-                self.deliver(&table, peer, packet, IpAddr::V4(src), now);
+                self.deliver(&table, peer, packet, IpAddr::V4(src), now, tun_out);
             }
             TunnResult::WriteToTunnelV6(packet, src) => {
                 drop(tunn);
                 if let Some(m) = message {
                     self.path_for(peer, source, now, datagram.len(), m);
                 }
-                self.deliver(&table, peer, packet, IpAddr::V6(src), now);
+                self.deliver(&table, peer, packet, IpAddr::V6(src), now, tun_out);
             }
             TunnResult::Done => {
                 // A keepalive, or a cookie reply (which proves nothing).
@@ -560,7 +586,15 @@ impl Shared {
 
     /// A decrypted IP packet: cryptokey routing says its source must route back to the peer
     /// that sent it; then it goes to the tun.
-    fn deliver(&self, table: &PeerTable, peer: &Arc<Peer>, packet: &[u8], src: IpAddr, now: Instant) {
+    fn deliver(
+        &self,
+        table: &PeerTable,
+        peer: &Arc<Peer>,
+        packet: &[u8],
+        src: IpAddr,
+        now: Instant,
+        tun_out: &mut TunOut,
+    ) {
         let owner = table.routes.lookup(src);
         if !owner.is_some_and(|o| Arc::ptr_eq(o, peer)) {
             tracing::trace!(peer = %peer.key, %src, "source outside the peer's allowed IPs");
@@ -572,18 +606,8 @@ impl Shared {
                 return;
             }
         }
-        match self.tun.load().try_send(packet) {
-            Ok(true) => {
-                peer.counters.rx_packets(1);
-                peer.counters.rx_bytes(packet.len() as u64);
-                self.note_activity(peer);
-            }
-            Ok(false) => peer.counters.tun_write_failed(1),
-            Err(e) => {
-                tracing::trace!(error = %e, "tun write failed");
-                peer.counters.tun_write_failed(1);
-            }
-        }
+        self.note_activity(peer);
+        self.write_tun(tun_out, peer, packet);
     }
 
     /// A packet to the peer starts or refreshes its flow, so that the replies pass the filter.

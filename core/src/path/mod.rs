@@ -74,6 +74,11 @@ pub trait Path: Send + Sync + fmt::Debug {
     fn roam_to(&self, _from: std::net::SocketAddr) -> bool {
         false
     }
+
+    /// Whether [`Path::udp_endpoint`] gives an endpoint: asked per packet, so it takes no lock.
+    fn is_udp(&self) -> bool {
+        false
+    }
 }
 
 /// A datagram that arrived on a non-direct path, on its way to the engine's data plane.

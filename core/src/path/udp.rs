@@ -65,6 +65,10 @@ impl Path for UdpPath {
         true
     }
 
+    fn is_udp(&self) -> bool {
+        true
+    }
+
     fn send(&self, datagram: &[u8]) -> Result<(), PathError> {
         let to = self.endpoint();
         match self.socket.try_send_to(datagram, to) {

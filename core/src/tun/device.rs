@@ -7,6 +7,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::framing::Framing;
+use super::offload::VNET_HDR_LEN;
 
 /// Whether dropping the device closes the fd. Android hands the engine a detached fd it must
 /// close; Apple's extension keeps ownership of its utun.
@@ -73,13 +74,7 @@ impl Tun {
     /// Reads one frame into `buf` and returns the IP packet inside it: a sub-slice of `buf`, or
     /// `Ok(None)` for a frame whose framing is wrong (the caller counts it and reads on).
     pub async fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<&'a [u8]>> {
-        let n = loop {
-            let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| read(fd.get_ref().raw, buf)) {
-                Ok(result) => break result?,
-                Err(_would_block) => continue,
-            }
-        };
+        let n = self.recv_frame(buf).await?;
         let frame = buf.get(..n).unwrap_or_default();
         Ok(self.framing.payload(frame))
     }
@@ -87,9 +82,27 @@ impl Tun {
     /// As [`Tun::recv`], without waiting: `WouldBlock` when no frame is queued. Drains what
     /// one wakeup found, so the reactor is asked once per burst rather than per packet.
     pub fn try_recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<&'a [u8]>> {
-        let n = self.fd.try_io(Interest::READABLE, |fd| read(fd.raw, &mut *buf))?;
+        let n = self.try_recv_frame(buf)?;
         let frame = buf.get(..n).unwrap_or_default();
         Ok(self.framing.payload(frame))
+    }
+
+    /// Reads one frame, header included, into `buf` (at least [`super::MAX_FRAME`] bytes for an
+    /// offloading tun) and returns its length; [`Framing::split`] yields its packets. Zero: the
+    /// other side closed.
+    pub async fn recv_frame(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| read(fd.get_ref().raw, &mut *buf)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// As [`Tun::recv_frame`], without waiting: `WouldBlock` when no frame is queued.
+    pub fn try_recv_frame(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fd.try_io(Interest::READABLE, |fd| read(fd.raw, &mut *buf))
     }
 
     /// Writes one IP packet without waiting: a full device drops the packet, as a kernel tun
@@ -104,8 +117,27 @@ impl Tun {
                 };
                 writev2(raw, &header, packet)
             }
+            // One complete packet: nothing for the kernel to do but take it.
+            Framing::LinuxVnet => writev2(raw, &[0u8; VNET_HDR_LEN], packet),
         };
         match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes one frame of an offloading tun ([`Framing::LinuxVnet`]): its `virtio_net_hdr` and
+    /// the (possibly coalesced) packet behind it, without waiting. Returns whether it was
+    /// written; on other framings it writes nothing and says so.
+    pub fn try_send_frame(&self, header: &[u8; VNET_HDR_LEN], packet: &[u8]) -> io::Result<bool> {
+        if self.framing != Framing::LinuxVnet {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a virtio header on a tun without offload",
+            ));
+        }
+        match writev2(self.fd.get_ref().raw, header, packet) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => Err(e),

@@ -1,5 +1,8 @@
-//! How packets sit in the fd: bare IP (Linux `IFF_NO_PI`, Android) or behind Apple utun's
-//! 4-byte big-endian address-family header.
+//! How packets sit in the fd: bare IP (Linux `IFF_NO_PI`, Android), behind Apple utun's
+//! 4-byte big-endian address-family header, or behind Linux's `virtio_net_hdr` when the tun
+//! offloads segmentation to us (see `offload`).
+
+use super::offload::{self, OffloadError, VNET_HDR_LEN};
 
 /// Darwin's `AF_INET`.
 const AF_INET_DARWIN: u32 = 2;
@@ -15,6 +18,18 @@ pub enum Framing {
     RawIp,
     /// Each packet is preceded by a 4-byte big-endian address family (Apple utun).
     AppleUtun,
+    /// Each frame is preceded by a `virtio_net_hdr` (Linux `IFF_VNET_HDR`); a frame read may be
+    /// a TCP super-packet that stands for many packets.
+    LinuxVnet,
+}
+
+/// A frame read from the fd that carries no packet we can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame's header does not match its packet")]
+    Framing,
+    #[error(transparent)]
+    Offload(#[from] OffloadError),
 }
 
 impl Framing {
@@ -22,6 +37,26 @@ impl Framing {
         match self {
             Framing::RawIp => 0,
             Framing::AppleUtun => UTUN_HEADER_LEN,
+            Framing::LinuxVnet => VNET_HDR_LEN,
+        }
+    }
+
+    /// Hands each IP packet a frame read from the fd stands for to `each`, in order; `scratch`
+    /// holds the segments an offloading tun's super-packet is cut into (at least an MTU).
+    /// Returns how many packets `each` saw; on an error it saw none.
+    pub fn split(
+        self,
+        frame: &mut [u8],
+        scratch: &mut [u8],
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<usize, FrameError> {
+        match self {
+            Framing::RawIp | Framing::AppleUtun => {
+                let packet = self.payload(frame).ok_or(FrameError::Framing)?;
+                each(packet);
+                Ok(1)
+            }
+            Framing::LinuxVnet => Ok(offload::split(frame, scratch, each)?),
         }
     }
 
@@ -38,9 +73,14 @@ impl Framing {
 
     /// The IP packet inside a frame read from the fd, checking that the header (if any) names the
     /// family the packet carries.
+    /// An offloading tun's frame qualifies only if it is one packet, complete as it is.
     pub fn payload(self, frame: &[u8]) -> Option<&[u8]> {
         match self {
             Framing::RawIp => Some(frame),
+            Framing::LinuxVnet => {
+                let plain = offload::VnetHdr::parse(frame)? == offload::VnetHdr::default();
+                plain.then(|| frame.get(VNET_HDR_LEN..)).flatten()
+            }
             Framing::AppleUtun => {
                 let (header, packet) = frame.split_at_checked(UTUN_HEADER_LEN)?;
                 let family = u32::from_be_bytes(header.try_into().ok()?);
