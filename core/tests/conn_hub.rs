@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{peer, spec, Node, WAIT};
 use peerlink_core::conn::SignalSource;
-use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
+use peerlink_core::packet::{icmp_echo_request, parse_echo};
 use peerlink_core::path::PathKind;
 use peerlink_core::signal::SignalHub;
 use peerlink_core::tun::{packet_socketpair, FdOwnership, Framing, Tun};
@@ -74,16 +74,7 @@ async fn peers_without_endpoints_connect_over_ice_through_signal() {
     wait_for_path(&a, PathKind::IceP2p).await;
     wait_for_path(&b, PathKind::IceP2p).await;
     for (from, to, seq) in [(&a, &b, 1u16), (&b, &a, 2)] {
-        from.os
-            .send(&icmp_echo_request(from.v4, to.v4, 3, seq, 32).unwrap())
-            .await
-            .unwrap();
-        let req = to
-            .recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == seq))
-            .await;
-        to.os.send(&echo_reply_to(&req).unwrap()).await.unwrap();
-        from.recv_matching(|p| parse_echo(p).is_some_and(|e| e.reply && e.seq == seq))
-            .await;
+        from.ping(to, seq).await;
     }
     let s = a.engine.status();
     assert!(s.peers[0].is_connected(), "{s:#?}");

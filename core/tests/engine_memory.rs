@@ -6,7 +6,7 @@
 mod common;
 
 use common::{peer, spec, start, Node};
-use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
+use peerlink_core::packet::icmp_echo_request;
 use peerlink_core::PrivateKey;
 
 /// Packets written to the blackholed peer: far more than any of its queues holds (boringtun's
@@ -31,16 +31,7 @@ fn rss_kib() -> u64 {
 }
 
 async fn ping(from: &Node, to: &Node, seq: u16) {
-    from.os
-        .send(&icmp_echo_request(from.v4, to.v4, 5, seq, 32).unwrap())
-        .await
-        .unwrap();
-    let req = to
-        .recv_matching(|p| parse_echo(p).is_some_and(|e| !e.reply && e.seq == seq))
-        .await;
-    to.os.send(&echo_reply_to(&req).unwrap()).await.unwrap();
-    from.recv_matching(|p| parse_echo(p).is_some_and(|e| e.reply && e.seq == seq))
-        .await;
+    from.ping(to, seq).await;
 }
 
 /// A has two peers: B, alive, and C, whose endpoint is a socket nobody reads (a blackholed

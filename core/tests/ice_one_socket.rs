@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::{peer, spec, Node, WAIT};
 use peerlink_core::conn::SignalSource;
-use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
 use peerlink_core::path::PathKind;
 use peerlink_core::signal::SignalHub;
 use peerlink_core::tun::{packet_socketpair, FdOwnership, Framing, Tun};
@@ -120,16 +119,7 @@ async fn an_engine_runs_wireguard_ice_and_every_peers_session_on_one_udp_socket(
     // WireGuard over one of them, both ways.
     let b = &spokes[0];
     for (from, to, seq) in [(&a, b, 1u16), (b, &a, 2)] {
-        from.os
-            .send(&icmp_echo_request(from.v4, to.v4, 3, seq, 32).unwrap())
-            .await
-            .unwrap();
-        let req = to
-            .recv_matching(|p| parse_echo(p).is_some_and(|e| e.seq == seq))
-            .await;
-        to.os.send(&echo_reply_to(&req).unwrap()).await.unwrap();
-        from.recv_matching(|p| parse_echo(p).is_some_and(|e| e.reply && e.seq == seq))
-            .await;
+        from.ping(to, seq).await;
     }
 
     // Six engines, ten ICE sessions between them: six UDP sockets.

@@ -7,8 +7,8 @@ mod framing;
 pub mod linux;
 pub mod offload;
 
-pub use coalesce::{Coalescer, Frame};
 pub(crate) use coalesce::MAX_RUN_BYTES as COALESCE_RUN_BYTES;
+pub use coalesce::{Coalescer, Frame};
 pub use device::{packet_socketpair, FdOwnership, Tun, TunError};
 pub use framing::{FrameError, Framing};
 pub use offload::MAX_FRAME;

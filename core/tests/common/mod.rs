@@ -43,6 +43,25 @@ impl Node {
             }
         }
     }
+
+    /// An ICMP echo from this node's OS side to `to`'s, answered there, and the reply awaited
+    /// here: traffic through the tunnel both ways.
+    pub async fn ping(&self, to: &Node, seq: u16) {
+        use peerlink_core::packet::{echo_reply_to, icmp_echo_request, parse_echo};
+        self.os
+            .send(&icmp_echo_request(self.v4, to.v4, 5, seq, 32).expect("echo request"))
+            .await
+            .expect("tun write");
+        let req = to
+            .recv_matching(|p| parse_echo(p).is_some_and(|e| !e.reply && e.seq == seq))
+            .await;
+        to.os
+            .send(&echo_reply_to(&req).expect("echo reply"))
+            .await
+            .expect("tun write");
+        self.recv_matching(|p| parse_echo(p).is_some_and(|e| e.reply && e.seq == seq))
+            .await;
+    }
 }
 
 pub fn spec(key: &PrivateKey, n: u8) -> EngineSpec {
