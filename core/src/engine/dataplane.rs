@@ -4,6 +4,8 @@
 //! run (UDP GSO/GRO, see `gso`).
 
 mod batch;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod gso;
 
 use std::net::{IpAddr, SocketAddr};

@@ -12,8 +12,8 @@ mod paths;
 mod status;
 pub mod watcher;
 
-#[cfg(test)]
-mod sim;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -7,6 +7,9 @@
 //! data only, handshakes passing), random loss, the network going away, the peer restarting
 //! its ICE session, the device sleeping (a clock jump).
 
+// Built for the fuzz target too (`sim/fuzz.rs`), which drives the world without the tests.
+#![cfg_attr(not(test), allow(dead_code))]
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -18,6 +21,9 @@ use super::*;
 use crate::conn::plane::PathObservation;
 use crate::keys::PrivateKey;
 use crate::path::PathObservations;
+
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 
 /// One simulation step: the data plane's busy observation tick.
 const STEP: Duration = Duration::from_millis(250);
@@ -365,6 +371,11 @@ impl World {
     /// A random change of the weather.
     fn weather(&mut self) {
         let roll: u32 = self.rng.gen_range(0..100);
+        self.weather_roll(roll);
+    }
+
+    /// The change of weather that `roll` (0..100) picks.
+    fn weather_roll(&mut self, roll: u32) {
         self.fault_watch = None;
         match roll {
             0..=24 => {

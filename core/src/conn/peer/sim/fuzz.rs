@@ -1,0 +1,191 @@
+//! The simulation driven by the fuzz target `conn_peer`: an arbitrary sequence of the inputs a
+//! `Conn` gets from its shell (signal messages, ICE and relay events, network changes) between
+//! runs of the simulated world, with the simulation's invariants checked at every step and
+//! these after every input: the active path is never a condemned one while a usable path
+//! exists, and after observing and handling its timeout the connection never asks to be woken
+//! in the past.
+
+use std::time::Duration;
+
+use super::World;
+use crate::conn::peer::watcher::Health;
+use crate::ice::{IceCredentials, IceState};
+use crate::path::{PathId, PathKind};
+use crate::signal::{OfferAnswer, SessionId};
+
+/// One input of the fuzz target.
+#[derive(Debug, Clone)]
+pub enum SimEvent {
+    /// This many of the simulation's 250 ms steps (traffic, observations, timeouts, checks).
+    Run { steps: u8 },
+    /// The change of weather the simulation's roll `roll % 100` picks (faults, loss, going
+    /// offline, the peer restarting ICE, quiet, sleep).
+    Weather { roll: u8 },
+    /// An offer or answer from the peer, through signal (delivered only while online).
+    RemoteDescription {
+        is_offer: bool,
+        ice: Option<(String, String)>,
+        relay: Option<String>,
+        session: Option<[u8; 5]>,
+        version: String,
+    },
+    RemoteCandidate(String),
+    RemoteGoIdle,
+    /// ICE and relay events for one of the connection's paths (`which` picks it) or an unknown
+    /// one.
+    IceStartFailed { which: u8 },
+    IceConnected { which: u8, relayed: bool },
+    IceState { which: u8, state: u8 },
+    RelayOpened { which: u8 },
+    RelayFailed { which: u8 },
+    RelayClosed { which: u8 },
+    HomeRelay(Option<String>),
+    SignalConnected,
+    RelayTraffic,
+    /// The device sleeps this many seconds: the clock jumps, nothing observed meanwhile.
+    Sleep { secs: u16 },
+}
+
+/// One `Conn` in the simulated world, fed [`SimEvent`]s.
+pub struct ConnSim {
+    world: World,
+}
+
+impl ConnSim {
+    pub fn new(seed: u64, controlling: bool) -> Self {
+        Self {
+            world: World::new(seed, controlling),
+        }
+    }
+
+    /// Feeds one input, lets the world answer, and checks the invariants.
+    pub fn handle(&mut self, event: SimEvent) {
+        let w = &mut self.world;
+        let now = w.now;
+        match event {
+            SimEvent::Run { steps } => (0..steps).for_each(|_| w.step()),
+            SimEvent::Weather { roll } => w.weather_roll(u32::from(roll % 100)),
+            SimEvent::RemoteDescription {
+                is_offer,
+                ice,
+                relay,
+                session,
+                version,
+            } => {
+                if w.online {
+                    let desc = OfferAnswer {
+                        ice: ice.map(|(ufrag, pwd)| IceCredentials { ufrag, pwd }),
+                        wg_listen_port: 51820,
+                        version,
+                        relay_server_address: relay,
+                        relay_server_ip: None,
+                        session_id: session.map(SessionId),
+                    };
+                    w.conn.handle_remote_description(now, desc, is_offer);
+                }
+            }
+            SimEvent::RemoteCandidate(candidate) => {
+                if w.online {
+                    w.conn.handle_remote_candidate(now, candidate);
+                }
+            }
+            SimEvent::RemoteGoIdle => w.conn.handle_remote_go_idle(now),
+            SimEvent::IceStartFailed { which } => {
+                let id = self.pick(which);
+                self.world.conn.handle_ice_start_failed(now, id);
+            }
+            SimEvent::IceConnected { which, relayed } => {
+                let id = self.pick(which);
+                let kind = if relayed {
+                    PathKind::IceTurn
+                } else {
+                    PathKind::IceP2p
+                };
+                if self.world.online {
+                    self.world.conn.handle_ice_connected(now, id, kind);
+                }
+            }
+            SimEvent::IceState { which, state } => {
+                let id = self.pick(which);
+                let state = match state % 5 {
+                    0 => IceState::Checking,
+                    1 => IceState::Connected,
+                    2 => IceState::Disconnected,
+                    3 => IceState::Failed,
+                    _ => IceState::Closed,
+                };
+                self.world.conn.handle_ice_state(now, id, state);
+            }
+            SimEvent::RelayOpened { which } => {
+                let id = self.pick(which);
+                if self.world.online {
+                    self.world.conn.handle_relay_opened(now, id);
+                }
+            }
+            SimEvent::RelayFailed { which } => {
+                let id = self.pick(which);
+                self.world.conn.handle_relay_failed(now, id);
+            }
+            SimEvent::RelayClosed { which } => {
+                let id = self.pick(which);
+                self.world.conn.handle_relay_closed(now, id);
+            }
+            SimEvent::HomeRelay(url) => w.conn.handle_home_relay(now, url),
+            SimEvent::SignalConnected => {
+                if w.online {
+                    w.conn.handle_signal_connected(now);
+                }
+            }
+            SimEvent::RelayTraffic => {
+                if w.online {
+                    w.conn.handle_relay_traffic(now);
+                }
+            }
+            SimEvent::Sleep { secs } => w.now = w.now + Duration::from_secs(u64::from(secs)),
+        }
+        self.world.drain();
+        self.world.step();
+        self.check();
+    }
+
+    /// A path id the connection knows (pending, attached, or its ICE and relay ids), or an
+    /// unknown one.
+    fn pick(&self, which: u8) -> PathId {
+        let w = &self.world;
+        let mut known: Vec<PathId> = w.attached.keys().copied().collect();
+        known.sort();
+        known.extend(w.ice_pending.map(|(id, _)| id));
+        known.extend(w.relay_pending.map(|(id, _)| id));
+        known.extend(w.conn.ice.as_ref().map(|s| s.id));
+        known
+            .get(usize::from(which))
+            .copied()
+            .unwrap_or(PathId(1000 + u64::from(which)))
+    }
+
+    fn check(&self) {
+        let w = &self.world;
+        let status = w.conn.status(w.now);
+        let condemned = |id: PathId| {
+            status
+                .paths
+                .iter()
+                .any(|p| p.id == id && matches!(p.health, Health::Stale(_)))
+        };
+        if let Some(active) = status.active.filter(|id| condemned(*id)) {
+            let other = status.paths.iter().find(|p| p.id != active && p.usable);
+            assert!(
+                other.is_none(),
+                "a condemned path is active while {other:?} is usable\n{}",
+                w.trace()
+            );
+        }
+        let due = w.conn.poll_timeout();
+        assert!(
+            due.is_none_or(|t| t > w.now),
+            "after its timeout the connection asks to be woken in the past ({due:?} at {:?})\n{}",
+            w.now,
+            w.trace()
+        );
+    }
+}
