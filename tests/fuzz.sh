@@ -15,8 +15,10 @@ seconds=${FUZZ_SECONDS:-15}
 # libFuzzer's per-input limit: generous for the simulation's longest event sequences.
 per_input_timeout=30
 # No sanitizer: the targets are safe Rust whose findings are panics; the data plane's few
-# unsafe calls (sockets, tun) take no fuzzed lengths. ASan would double the build time.
-build_flags=(--sanitizer none --release --debug-assertions)
+# unsafe calls (sockets, tun) take no fuzzed lengths. ASan would double the build time, and
+# 16 codegen units (cargo fuzz forces 1 in release) cut the cold build for short CI runs.
+# Debug assertions and overflow checks: in peerlink's code only (fuzz/Cargo.toml's profile).
+build_flags=(--sanitizer none --release --codegen-units 16)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     skip_or_fail fuzz "no nightly toolchain (rustup toolchain install nightly)"

@@ -105,7 +105,7 @@ fn relay(s: &mut Seeds) -> std::io::Result<()> {
         let Ok(frame) = frame else { continue };
         s.put("relay_frame", name, frame)?;
     }
-    for kind in [PeerListKind::Subscribe, PeerListKind::PeersOnline] {
+    for kind in [PeerListKind::Subscribe, PeerListKind::Online] {
         if let Some(list) = messages::encode_peer_list(kind, &[a, b]).first() {
             s.put("relay_frame", &format!("{kind:?}").to_lowercase(), list)?;
         }

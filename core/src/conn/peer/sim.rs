@@ -22,7 +22,9 @@ use crate::conn::plane::PathObservation;
 use crate::keys::PrivateKey;
 use crate::path::PathObservations;
 
-#[cfg(feature = "fuzzing")]
+// In the tests for its regression tests, which use only some of its inputs.
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
 pub(crate) mod fuzz;
 
 /// One simulation step: the data plane's busy observation tick.

@@ -189,3 +189,20 @@ impl ConnSim {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the fuzz target (fuzz/corpus/conn_peer/active_path_proving): both paths drop
+    /// everything, the ICE path becomes active while still proving itself, and its proving
+    /// deadline, which only non-active paths run, stayed in `poll_timeout`: the shell woke for
+    /// it at once, again and again.
+    #[test]
+    fn an_active_path_still_proving_sets_no_deadline_in_the_past() {
+        let mut sim = ConnSim::new(0x0807_0000, true);
+        sim.handle(SimEvent::Weather { roll: 140 });
+        sim.handle(SimEvent::Weather { roll: 0 });
+        sim.handle(SimEvent::Run { steps: 200 });
+    }
+}
