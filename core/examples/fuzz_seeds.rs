@@ -19,7 +19,9 @@ use peerlink_core::{packet, PrivateKey};
 use prost::Message as _;
 
 fn main() -> std::io::Result<()> {
-    let out = std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".to_owned());
+    let out = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fuzz/corpus".to_owned());
     let out = Path::new(&out);
     let mut seeds = Seeds { out, count: 0 };
     signal(&mut seeds)?;
@@ -72,7 +74,10 @@ fn offer() -> OfferAnswer {
 fn signal(s: &mut Seeds) -> std::io::Result<()> {
     let messages = [
         ("offer", SignalMessage::Offer(offer())),
-        ("answer", SignalMessage::Answer(OfferAnswer { ice: None, ..offer() })),
+        (
+            "answer",
+            SignalMessage::Answer(OfferAnswer { ice: None, ..offer() }),
+        ),
         ("candidate", SignalMessage::Candidate(SRFLX.into())),
         ("mode", SignalMessage::Mode { direct: Some(true) }),
         ("go_idle", SignalMessage::GoIdle),
@@ -81,7 +86,11 @@ fn signal(s: &mut Seeds) -> std::io::Result<()> {
     for (name, m) in messages {
         s.put("signal_body", name, m.to_body().encode_to_vec())?;
     }
-    s.put("signal_body", "credentials", "AbCdEfGhIjKlMnOp:QrStUvWxYzAbCdEfGhIjKlMnOpQrStUv")?;
+    s.put(
+        "signal_body",
+        "credentials",
+        "AbCdEfGhIjKlMnOp:QrStUvWxYzAbCdEfGhIjKlMnOpQrStUv",
+    )?;
     let sealed = peerlink_core::signal::seal::seal(
         &PrivateKey::from_bytes([9; 32]),
         &PrivateKey::from_bytes([8; 32]).public_key(),
@@ -95,9 +104,18 @@ fn relay(s: &mut Seeds) -> std::io::Result<()> {
     let b = PeerId::of(&PrivateKey::from_bytes([2; 32]).public_key());
     let token = RelayToken::mint("secret", 1_900_000_000);
     let frames = [
-        ("auth", messages::encode_auth(&a, token.as_bytes()).map(|b| b.to_vec())),
-        ("auth_response", Ok(messages::encode_auth_response("rels://relay.example:443").to_vec())),
-        ("transport", messages::encode_transport(&b, b"\x04\0\0\0payload").map(|b| b.to_vec())),
+        (
+            "auth",
+            messages::encode_auth(&a, token.as_bytes()).map(|b| b.to_vec()),
+        ),
+        (
+            "auth_response",
+            Ok(messages::encode_auth_response("rels://relay.example:443").to_vec()),
+        ),
+        (
+            "transport",
+            messages::encode_transport(&b, b"\x04\0\0\0payload").map(|b| b.to_vec()),
+        ),
         ("health", Ok(messages::encode_health_check().to_vec())),
         ("close", Ok(messages::encode_close().to_vec())),
     ];
@@ -119,7 +137,11 @@ fn ice(s: &mut Seeds) -> std::io::Result<()> {
     s.put("ice_candidate", "host", HOST)?;
     s.put("ice_candidate", "srflx", SRFLX)?;
     s.put("ice_candidate", "relay", RELAYED)?;
-    s.put("ice_candidate", "session", [HOST, SRFLX, RELAYED, V6, HOST].join("\n"))
+    s.put(
+        "ice_candidate",
+        "session",
+        [HOST, SRFLX, RELAYED, V6, HOST].join("\n"),
+    )
 }
 
 /// Packets between the rig's peer (10.98.0.2, fd98::2) and the engine (10.98.0.1, fd98::1).
@@ -135,12 +157,27 @@ fn packets() -> Vec<(&'static str, Vec<u8>)> {
         }
     }
     vec![
-        ("echo4", packet::icmp_echo_request(peer4, own4, 7, 1, 56).unwrap_or_default()),
-        ("echo6", packet::icmp_echo_request(peer6, own6, 7, 1, 56).unwrap_or_default()),
-        ("udp4_dns", packet::udp(peer4, own4, 5353, 53, b"query").unwrap_or_default()),
-        ("udp6", packet::udp(peer6, own6, 4000, 4001, b"data").unwrap_or_default()),
+        (
+            "echo4",
+            packet::icmp_echo_request(peer4, own4, 7, 1, 56).unwrap_or_default(),
+        ),
+        (
+            "echo6",
+            packet::icmp_echo_request(peer6, own6, 7, 1, 56).unwrap_or_default(),
+        ),
+        (
+            "udp4_dns",
+            packet::udp(peer4, own4, 5353, 53, b"query").unwrap_or_default(),
+        ),
+        (
+            "udp6",
+            packet::udp(peer6, own6, 4000, 4001, b"data").unwrap_or_default(),
+        ),
         ("tcp_syn", tcp),
-        ("to_peer4", packet::udp(own4, peer4, 4000, 4001, b"out").unwrap_or_default()),
+        (
+            "to_peer4",
+            packet::udp(own4, peer4, 4000, 4001, b"out").unwrap_or_default(),
+        ),
     ]
 }
 
@@ -160,9 +197,16 @@ fn rules() -> Vec<FirewallRule> {
         source_prefixes: vec![vec![10, 98, 0, 0, 24]],
         ..FirewallRule::default()
     };
-    let port = |p| Some(PortInfo { port_selection: Some(PortSelection::Port(p)) });
+    let port = |p| {
+        Some(PortInfo {
+            port_selection: Some(PortSelection::Port(p)),
+        })
+    };
     let range = Some(PortInfo {
-        port_selection: Some(PortSelection::Range(PortRange { start: 1000, end: 2000 })),
+        port_selection: Some(PortSelection::Range(PortRange {
+            start: 1000,
+            end: 2000,
+        })),
     });
     vec![
         rule(2, 0, port(22)),
@@ -285,15 +329,30 @@ fn mgmt(s: &mut Seeds) -> std::io::Result<()> {
 /// the engine's socket, 2 for a packet the peer seals).
 fn udp(s: &mut Seeds) -> std::io::Result<()> {
     let engine = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(ENGINE_KEY));
-    let mut peer = Tunn::new(x25519_dalek::StaticSecret::from(PEER_KEY), engine, None, None, 7, None);
+    let mut peer = Tunn::new(
+        x25519_dalek::StaticSecret::from(PEER_KEY),
+        engine,
+        None,
+        None,
+        7,
+        None,
+    );
     let mut out = vec![0u8; 2048];
     if let TunnResult::WriteToNetwork(init) = peer.format_handshake_initiation(&mut out, false) {
         s.put("udp_demux", "handshake_init", [&[0][..], init].concat())?;
     }
     s.put("udp_demux", "netbird_punch", b"\0nb")?;
     // A data message's header for a session index nobody has, and a cookie reply's size.
-    s.put("udp_demux", "data_unknown_index", [&[0u8, 4, 0, 0, 0, 1, 0, 0, 0][..], &[0; 40]].concat())?;
-    s.put("udp_demux", "cookie_reply", [&[0u8, 3, 0, 0, 0][..], &[0; 60]].concat())?;
+    s.put(
+        "udp_demux",
+        "data_unknown_index",
+        [&[0u8, 4, 0, 0, 0, 1, 0, 0, 0][..], &[0; 40]].concat(),
+    )?;
+    s.put(
+        "udp_demux",
+        "cookie_reply",
+        [&[0u8, 3, 0, 0, 0][..], &[0; 60]].concat(),
+    )?;
     for (name, p) in packets().into_iter().take(3) {
         s.put("udp_demux", &format!("sealed_{name}"), [&[2][..], &p].concat())?;
     }
@@ -336,6 +395,10 @@ fn conn(s: &mut Seeds) -> std::io::Result<()> {
     let weather = [head(0), vec![0, 40, 1, 60, 0, 20, 1, 70, 0, 40, 14, 0, 16, 0, 80]].concat();
     s.put("conn_peer", "weather", weather)?;
     // Relay events and a remote go-idle on whatever paths exist.
-    let events = [head(1), vec![0, 20, 9, 0, 8, 0, 10, 1, 7, 0, 3, 4, 12, 13, 0, 100]].concat();
+    let events = [
+        head(1),
+        vec![0, 20, 9, 0, 8, 0, 10, 1, 7, 0, 3, 4, 12, 13, 0, 100],
+    ]
+    .concat();
     s.put("conn_peer", "path_events", events)
 }

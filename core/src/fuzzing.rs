@@ -63,7 +63,10 @@ pub fn signal_body(data: &[u8]) {
             assert_eq!(SignalMessage::from_body(message.to_body()).as_ref(), Ok(&message));
         }
     }
-    if let Ok(Some(creds)) = std::str::from_utf8(data).map(parse_credentials).unwrap_or(Ok(None)) {
+    if let Ok(Some(creds)) = std::str::from_utf8(data)
+        .map(parse_credentials)
+        .unwrap_or(Ok(None))
+    {
         let again = parse_credentials(&format!("{}:{}", creds.ufrag, creds.pwd));
         assert_eq!(again, Ok(Some(creds)));
     }
@@ -151,7 +154,8 @@ pub fn ip_packet(data: &[u8]) {
         assert_eq!(addrs, Some((header.src, header.dst)));
     }
     if let Some(reply) = crate::packet::echo_reply_to(data) {
-        let (Some(request), Some(echo)) = (crate::packet::parse_echo(data), crate::packet::parse_echo(&reply))
+        let (Some(request), Some(echo)) =
+            (crate::packet::parse_echo(data), crate::packet::parse_echo(&reply))
         else {
             panic!("an echo reply that does not read back: {reply:?}")
         };
@@ -174,7 +178,9 @@ pub fn filter(data: &[u8]) {
     while let (Some(chunk), tail) = split_prefixed(rest) {
         rest = tail;
         now = now + Duration::from_secs(1);
-        let Some((&flag, packet)) = chunk.split_first() else { continue };
+        let Some((&flag, packet)) = chunk.split_first() else {
+            continue;
+        };
         if flag & 0x80 == 0 {
             let _ = filter.outbound(packet, now);
             continue;
@@ -212,7 +218,9 @@ pub fn mgmt(data: &[u8]) {
         };
         let _ = NetworkState::default().apply(&sync, &OWN.public_key(), &HashSet::new());
     }
-    let Ok(sync) = SyncResponse::decode(data) else { return };
+    let Ok(sync) = SyncResponse::decode(data) else {
+        return;
+    };
     let own = OWN.public_key();
     let connected: HashSet<PublicKey> = sync
         .network_map

@@ -7,8 +7,10 @@
 //! data only, handshakes passing), random loss, the network going away, the peer restarting
 //! its ICE session, the device sleeping (a clock jump).
 
-// Built for the fuzz target too (`sim/fuzz.rs`), which drives the world without the tests.
+// Built for the fuzz target too (`sim/fuzz.rs`), which drives the world without the tests;
+// its panics are the assertions a harness makes.
 #![cfg_attr(not(test), allow(dead_code))]
+#![allow(clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::time::Duration;

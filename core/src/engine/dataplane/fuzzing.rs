@@ -35,7 +35,9 @@ pub const PEER_KEY: [u8; 32] = [0x44; 32];
 /// `datagram` from the network: its first byte picks where it came from (the engine's socket,
 /// a path of the peer) or makes the rest an IP packet that the peer seals in a valid session.
 pub fn udp_demux(data: &[u8]) {
-    let Some((&mode, datagram)) = data.split_first() else { return };
+    let Some((&mode, datagram)) = data.split_first() else {
+        return;
+    };
     let rig = &*RIG;
     assert_eq!(is_netbird_punch(datagram), datagram == b"nb");
     match mode % 3 {
@@ -54,7 +56,7 @@ pub fn udp_demux(data: &[u8]) {
                 path: PathId(u64::from(mode)),
             },
         ),
-        _ => rig.from_peer(datagram),
+        _ => rig.sealed_by_peer(datagram),
     }
     rig.drain_tun();
 }
@@ -69,7 +71,7 @@ pub fn ip_packet_through_router(packet: &[u8]) {
         rig.engine.shared.send_to_peer(packet, &mut out, &mut batch);
         batch.flush(&rig.engine.shared.udp, crate::clock::Instant::now());
     }
-    rig.from_peer(packet);
+    rig.sealed_by_peer(packet);
     rig.drain_tun();
 }
 
@@ -89,7 +91,10 @@ struct Rig {
 }
 
 impl Rig {
-    #[allow(clippy::expect_used, reason = "the rig's setup; a fuzz run cannot start without it")]
+    #[allow(
+        clippy::expect_used,
+        reason = "the rig's setup; a fuzz run cannot start without it"
+    )]
     fn start() -> Rig {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -97,7 +102,10 @@ impl Rig {
             .build()
             .expect("runtime");
         let _entered = runtime.enter();
-        let (own, theirs) = (PrivateKey::from_bytes(ENGINE_KEY), PrivateKey::from_bytes(PEER_KEY));
+        let (own, theirs) = (
+            PrivateKey::from_bytes(ENGINE_KEY),
+            PrivateKey::from_bytes(PEER_KEY),
+        );
         let spec = EngineSpec {
             private_key: own.to_base64(),
             addresses: vec!["10.98.0.1/24".into(), "fd98::1/64".into()],
@@ -143,10 +151,17 @@ impl Rig {
             other => panic!("no handshake initiation: {other:?}"),
         };
         rig.handshake(&init);
-        let direct = rig.engine.shared.table.load().by_key.get(&rig.peer).and_then(|p| {
-            let id = p.paths().first().map(|path| path.id);
-            id.map(|id| p.activate(Some(id)))
-        });
+        let direct = rig
+            .engine
+            .shared
+            .table
+            .load()
+            .by_key
+            .get(&rig.peer)
+            .and_then(|p| {
+                let id = p.paths().first().map(|path| path.id);
+                id.map(|id| p.activate(Some(id)))
+            });
         assert_eq!(direct, Some(true), "the handshake made no direct path");
         rig
     }
@@ -158,7 +173,7 @@ impl Rig {
 
     /// `packet` sealed by the peer and received from its address; a new handshake first when
     /// the peer's session needs one.
-    fn from_peer(&self, packet: &[u8]) {
+    fn sealed_by_peer(&self, packet: &[u8]) {
         let mut out = vec![0u8; PACKET_BUFFER + 32];
         let sealed = match self.remote.lock().encapsulate(packet, &mut out) {
             TunnResult::WriteToNetwork(d) => d.to_vec(),
@@ -179,7 +194,10 @@ impl Rig {
         self.receive(init, Source::Direct(self.peer_addr));
         let mut buf = vec![0u8; PACKET_BUFFER];
         let response = loop {
-            let n = self.socket.recv(&mut buf).expect("the engine answers a handshake");
+            let n = self
+                .socket
+                .recv(&mut buf)
+                .expect("the engine answers a handshake");
             if buf.first() == Some(&HANDSHAKE_RESPONSE) {
                 break buf.get(..n).unwrap_or_default().to_vec();
             }

@@ -17,10 +17,14 @@ use crate::signal::{OfferAnswer, SessionId};
 #[derive(Debug, Clone)]
 pub enum SimEvent {
     /// This many of the simulation's 250 ms steps (traffic, observations, timeouts, checks).
-    Run { steps: u8 },
+    Run {
+        steps: u8,
+    },
     /// The change of weather the simulation's roll `roll % 100` picks (faults, loss, going
     /// offline, the peer restarting ICE, quiet, sleep).
-    Weather { roll: u8 },
+    Weather {
+        roll: u8,
+    },
     /// An offer or answer from the peer, through signal (delivered only while online).
     RemoteDescription {
         is_offer: bool,
@@ -33,17 +37,33 @@ pub enum SimEvent {
     RemoteGoIdle,
     /// ICE and relay events for one of the connection's paths (`which` picks it) or an unknown
     /// one.
-    IceStartFailed { which: u8 },
-    IceConnected { which: u8, relayed: bool },
-    IceState { which: u8, state: u8 },
-    RelayOpened { which: u8 },
-    RelayFailed { which: u8 },
-    RelayClosed { which: u8 },
+    IceStartFailed {
+        which: u8,
+    },
+    IceConnected {
+        which: u8,
+        relayed: bool,
+    },
+    IceState {
+        which: u8,
+        state: u8,
+    },
+    RelayOpened {
+        which: u8,
+    },
+    RelayFailed {
+        which: u8,
+    },
+    RelayClosed {
+        which: u8,
+    },
     HomeRelay(Option<String>),
     SignalConnected,
     RelayTraffic,
     /// The device sleeps this many seconds: the clock jumps, nothing observed meanwhile.
-    Sleep { secs: u16 },
+    Sleep {
+        secs: u16,
+    },
 }
 
 /// One `Conn` in the simulated world, fed [`SimEvent`]s.
