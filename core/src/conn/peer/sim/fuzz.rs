@@ -2,8 +2,9 @@
 //! `Conn` gets from its shell (signal messages, ICE and relay events, network changes) between
 //! runs of the simulated world, with the simulation's invariants checked at every step and
 //! these after every input: the active path is never a condemned one while a usable path
-//! exists, and after observing and handling its timeout the connection never asks to be woken
-//! in the past.
+//! exists, and the connection never asks to be woken in the past twice in a row: a deadline
+//! that passed while the connection changed its mind (a path just made active) is due at once,
+//! and the shell's next round, observations then timeout at the same instant, must move it.
 
 use std::time::Duration;
 
@@ -168,6 +169,15 @@ impl ConnSim {
         self.check();
     }
 
+    /// The shell's round for a peer whose deadline is due: observations, then the timeout.
+    fn wake_now(&mut self) {
+        let w = &mut self.world;
+        let obs = w.observations();
+        w.conn.handle_observations(w.now, &obs);
+        w.conn.handle_timeout(w.now);
+        w.drain();
+    }
+
     /// A path id the connection knows (pending, attached, or its ICE and relay ids), or an
     /// unknown one.
     fn pick(&self, which: u8) -> PathId {
@@ -183,7 +193,15 @@ impl ConnSim {
             .unwrap_or(PathId(1000 + u64::from(which)))
     }
 
-    fn check(&self) {
+    fn check(&mut self) {
+        if self
+            .world
+            .conn
+            .poll_timeout()
+            .is_some_and(|t| t <= self.world.now)
+        {
+            self.wake_now();
+        }
         let w = &self.world;
         let status = w.conn.status(w.now);
         let condemned = |id: PathId| {
@@ -203,10 +221,36 @@ impl ConnSim {
         let due = w.conn.poll_timeout();
         assert!(
             due.is_none_or(|t| t > w.now),
-            "after its timeout the connection asks to be woken in the past ({due:?} at {:?})\n{}",
+            "woken for its deadline, the connection asks to be woken in the past again ({due:?} at {:?})\n{}\n{}",
             w.now,
+            self.deadlines(),
             w.trace()
         );
+    }
+
+    /// Where each of the connection's deadlines comes from, for a failed check.
+    fn deadlines(&self) -> String {
+        let c = &self.world.conn;
+        let paths: Vec<String> = c
+            .paths
+            .iter()
+            .map(|p| {
+                let watch = p
+                    .watcher
+                    .poll_timeout(&p.observed, c.watch_context(p.id, &p.watcher));
+                format!(
+                    "{:?} {}: up={} proven={} proving={:?} watcher={watch:?} {:?} observed={:?}",
+                    p.id, p.kind, p.up, p.proven, p.proving, p.watcher, p.observed
+                )
+            })
+            .collect();
+        format!(
+            "deadlines: guard={:?} relay_retry={:?} lazy={:?}\n{}",
+            c.guard.poll_timeout(),
+            c.relay_retry,
+            c.lazy.poll_timeout(),
+            paths.join("\n")
+        )
     }
 }
 
@@ -224,5 +268,26 @@ mod tests {
         sim.handle(SimEvent::Weather { roll: 140 });
         sim.handle(SimEvent::Weather { roll: 0 });
         sim.handle(SimEvent::Run { steps: 200 });
+    }
+
+    /// Found by the fuzz target (fuzz/corpus/conn_peer/active_path_unanswered): a path made
+    /// active after the round's observations has a watcher deadline that passed; the shell's
+    /// next round (at once) starts its probes, and the deadline moves on.
+    #[test]
+    fn a_path_made_active_late_is_woken_once_not_spun() {
+        let mut sim = ConnSim::new(0x008e_0000_0807_0080, true);
+        for event in [
+            SimEvent::Weather { roll: 140 },
+            SimEvent::Weather { roll: 0 },
+            SimEvent::Run { steps: 200 },
+            SimEvent::Run { steps: 3 },
+            SimEvent::RemoteGoIdle,
+            SimEvent::SignalConnected,
+            SimEvent::RelayTraffic,
+            SimEvent::Run { steps: 135 },
+            SimEvent::Run { steps: 40 },
+        ] {
+            sim.handle(event);
+        }
     }
 }
