@@ -6,7 +6,7 @@
 # One line per target, "fuzz TARGET: passed|failed ...", then "fuzz: N passed, N failed".
 #   FUZZ_SECONDS=300 bash tests/fuzz.sh signal_body   # one target, longer
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 source tests/lab/skip.sh
 
 # Pinned: the cargo-fuzz this script was written against (0.13.1, built from crates.io).
@@ -63,7 +63,8 @@ for target in "${targets[@]}"; do
         passed=$((passed + 1))
     else
         echo "fuzz $target: failed"
-        grep -E 'panicked at|ERROR: libFuzzer|Test unit written to|SUMMARY' "$log" | head -8 | sed 's/^/    /'
+        grep -A1 'panicked at' "$log" | head -2 | cut -c1-400 | sed 's/^/    /'
+        grep -E 'ERROR: libFuzzer|Test unit written to' "$log" | head -3 | sed 's/^/    /'
         crash=$(grep -oE 'Test unit written to [^ ]+' "$log" | tail -1 | sed 's/Test unit written to //')
         if [[ -n $crash && -f fuzz/$crash ]]; then
             echo "    input (base64): $(base64 -w0 "fuzz/$crash" | head -c 2000)"
