@@ -3,7 +3,7 @@
 //! from its own UDP socket, and firewall rules so that the filter runs. The targets call the
 //! data plane's receive and send paths directly, without the sockets' wakeups in between.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -71,8 +71,30 @@ pub fn ip_packet_through_router(packet: &[u8]) {
         rig.engine.shared.send_to_peer(packet, &mut out, &mut batch);
         batch.flush(&rig.engine.shared.udp, crate::clock::Instant::now());
     }
+    let before = rig.peer_rx_packets();
     rig.sealed_by_peer(packet);
     rig.drain_tun();
+    // A ping from the peer's address to ours, as a host builds it, passes every check (the
+    // rules accept ICMP): proof that the rig's session and the path to the tun work.
+    if is_ping_from_peer(packet) {
+        assert_eq!(
+            rig.peer_rx_packets(),
+            before + 1,
+            "a ping from the peer did not reach the tun"
+        );
+    }
+}
+
+fn is_ping_from_peer(packet: &[u8]) -> bool {
+    let Some(echo) = crate::packet::parse_echo(packet) else {
+        return false;
+    };
+    let Some(len) = packet.len().checked_sub(28) else {
+        return false;
+    };
+    let (peer, own) = (IpAddr::from([10, 98, 0, 2]), IpAddr::from([10, 98, 0, 1]));
+    let canonical = crate::packet::icmp_echo_request(peer, own, echo.id, echo.seq, len);
+    !echo.reply && canonical.is_some_and(|c| c == packet)
 }
 
 static RIG: LazyLock<Rig> = LazyLock::new(Rig::start);
@@ -164,6 +186,14 @@ impl Rig {
             });
         assert_eq!(direct, Some(true), "the handshake made no direct path");
         rig
+    }
+
+    fn peer_rx_packets(&self) -> u64 {
+        let table = self.engine.shared.table.load();
+        table
+            .by_key
+            .get(&self.peer)
+            .map_or(0, |p| p.counters.snapshot().rx_packets)
     }
 
     fn receive(&self, datagram: &[u8], source: Source) {
