@@ -5,7 +5,8 @@
 #   3. the lab suites in network namespaces (root only; they skip with a reason otherwise),
 #   4. the JVM tests of the Kotlin layer, the Android classes under Robolectric, and the sample compiled against android-all
 #      (tests/jvm.sh --android-typecheck), when Java and Maven are present,
-#   5. the mobile checks (tests/mobile-checks.sh): committed Swift bindings current, clippy for
+#   5. the fuzz targets (tests/fuzz.sh): each corpus replayed, then 10 s of fuzzing per target,
+#   6. the mobile checks (tests/mobile-checks.sh): committed Swift bindings current, clippy for
 #      aarch64-linux-android and aarch64-apple-ios (a type check: no Apple SDK here).
 # Ends with one line "all: N passed, N failed, N skipped (skipped: NAME, ...)" naming every test
 # or suite that could not run here; exits non-zero if anything failed. With CI=true a missing lab
@@ -98,6 +99,12 @@ if [[ -x tests/jvm.sh ]]; then
     PEERLINK_SKIP_LOG=$log_dir/jvm.skips bash tests/jvm.sh --android-typecheck 2>&1 | tee "$log_dir/jvm.log"
     tally "$log_dir/jvm.log" "jvm" "${PIPESTATUS[0]}" "$log_dir/jvm.skips"
 fi
+
+# Fuzzing (tests/fuzz.sh): every target's committed corpus replayed, then 10 s of fuzzing each
+# (the nightly build of core is most of the step's cost; longer runs are for a developer).
+step "fuzzing (cargo fuzz, nightly: corpus replay and 10 s per target)"
+PEERLINK_SKIP_LOG=$log_dir/fuzz.skips FUZZ_SECONDS=10 bash tests/fuzz.sh 2>&1 | tee "$log_dir/fuzz.log"
+tally "$log_dir/fuzz.log" "fuzz" "${PIPESTATUS[0]}" "$log_dir/fuzz.skips"
 
 step "mobile checks (Swift bindings current, aarch64-linux-android and aarch64-apple-ios clippy)"
 bash tests/mobile-checks.sh 2>&1 | tee "$log_dir/mobile-checks.log"

@@ -10,6 +10,9 @@ pub mod conn;
 pub mod engine;
 pub mod events;
 pub mod filter;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ice;
 pub mod keys;
 pub mod mgmt;

@@ -5,6 +5,8 @@
 
 mod batch;
 mod demux;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod gso;
 mod tun_out;
 

@@ -1,7 +1,7 @@
 //! The engine: owns the tun, the UDP socket and the peers, and runs the data plane tasks.
 
 mod budget;
-mod dataplane;
+pub(crate) mod dataplane;
 mod management;
 mod plane;
 mod status;
@@ -158,7 +158,7 @@ impl Engine {
 
     /// Starts the data plane alone, with no control plane to pick paths: for tests of the data
     /// plane's own primitives.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn start_data_plane(
         config: EngineConfig,
         tun: Tun,

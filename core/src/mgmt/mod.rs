@@ -11,6 +11,9 @@ mod error;
 pub mod proto;
 mod session;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use client::open as open_sealed;
+
 pub use apply::{Delta, DnsSettings, InterfaceConfig, NetworkState, PeerName, Servers};
 pub use error::ManagementError;
 pub use session::{register, run_session, SessionContext, UPDATE_CAPACITY};

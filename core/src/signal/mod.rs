@@ -9,7 +9,7 @@ pub mod backoff;
 pub(crate) mod grpc;
 pub mod handshaker;
 mod hub;
-mod inbound;
+pub(crate) mod inbound;
 pub mod message;
 pub mod proto;
 pub mod seal;

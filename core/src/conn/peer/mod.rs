@@ -12,8 +12,8 @@ mod paths;
 mod status;
 pub mod watcher;
 
-#[cfg(test)]
-mod sim;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -270,7 +270,12 @@ impl Conn {
                 p.watcher
                     .poll_timeout(&p.observed, self.watch_context(p.id, &p.watcher)),
             );
-            earliest(p.proving.map(|pr| pr.due));
+            // Only the proving rounds `proving_timeouts` runs: the active path's (its watcher
+            // probes it) or a proven or down one's would be a deadline nothing moves, and the
+            // shell would wake for it at once, again and again.
+            if !p.proven && p.up && self.active != Some(p.id) {
+                earliest(p.proving.map(|pr| pr.due));
+            }
         }
         next
     }

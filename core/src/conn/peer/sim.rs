@@ -7,6 +7,11 @@
 //! data only, handshakes passing), random loss, the network going away, the peer restarting
 //! its ICE session, the device sleeping (a clock jump).
 
+// Built for the fuzz target too (`sim/fuzz.rs`), which drives the world without the tests;
+// its panics are the assertions a harness makes.
+#![cfg_attr(not(test), allow(dead_code))]
+#![allow(clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -18,6 +23,11 @@ use super::*;
 use crate::conn::plane::PathObservation;
 use crate::keys::PrivateKey;
 use crate::path::PathObservations;
+
+// In the tests for its regression tests, which use only some of its inputs.
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+pub(crate) mod fuzz;
 
 /// One simulation step: the data plane's busy observation tick.
 const STEP: Duration = Duration::from_millis(250);
@@ -70,6 +80,12 @@ struct World {
     worst_heal: Duration,
     heals: usize,
     verdicts_on_healthy: usize,
+    /// Whether `check` holds the watcher to the weather's deadlines and verdicts; off when the
+    /// fuzz target's arbitrary inputs (sleeps, relay and ICE events) make their bookkeeping
+    /// of which path had a fault meaningless.
+    judge_verdicts: bool,
+    /// Probes allowed on one path in any minute: [`MAX_PROBES_PER_MINUTE`] in the simulation.
+    probe_budget: usize,
 }
 
 impl World {
@@ -106,6 +122,8 @@ impl World {
             worst_heal: Duration::ZERO,
             heals: 0,
             verdicts_on_healthy: 0,
+            judge_verdicts: true,
+            probe_budget: MAX_PROBES_PER_MINUTE,
         };
         w.conn.handle_home_relay(now, Some("rels://relay.sim/".into()));
         w.drain();
@@ -202,7 +220,7 @@ impl World {
                     let minute_ago = self.now.checked_sub(Duration::from_secs(60));
                     times.retain(|t| Some(*t) > minute_ago);
                     assert!(
-                        times.len() <= MAX_PROBES_PER_MINUTE,
+                        times.len() <= self.probe_budget,
                         "{} probes on one path within a minute\n{}",
                         times.len(),
                         self.trace()
@@ -334,6 +352,9 @@ impl World {
                 }
             }
         }
+        if !self.judge_verdicts {
+            return;
+        }
         // A path silent under traffic is condemned (traffic moves) within its deadline.
         let bound = if self.controlling {
             Duration::from_secs(5)
@@ -365,6 +386,11 @@ impl World {
     /// A random change of the weather.
     fn weather(&mut self) {
         let roll: u32 = self.rng.gen_range(0..100);
+        self.weather_roll(roll);
+    }
+
+    /// The change of weather that `roll` (0..100) picks.
+    fn weather_roll(&mut self, roll: u32) {
         self.fault_watch = None;
         match roll {
             0..=24 => {

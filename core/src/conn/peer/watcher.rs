@@ -168,7 +168,12 @@ impl Watcher {
         }
         if !ctx.active {
             // A standby carries nothing, so its silence proves nothing; its round (if any)
-            // ends here and starts afresh if it carries traffic again.
+            // ends here and starts afresh if it carries traffic again, after the same backoff
+            // as an answered round: a path that flips between active and standby must not
+            // start a round at every flip (a probe storm; found by the `conn_peer` fuzz target).
+            if self.round_started.is_some() {
+                self.back_off(now);
+            }
             self.round_started = None;
             self.probe_due = None;
             self.sending_since = None;
@@ -207,16 +212,21 @@ impl Watcher {
         if self.round_started.is_some() {
             // A probe was answered while silence persisted: a one-way flow, not a dead path.
             // Back off before the next round.
-            self.quiet = if self.quiet.is_zero() {
-                QUIET_FIRST
-            } else {
-                (self.quiet * 2).min(QUIET_MAX)
-            };
-            self.quiet_until = Some(now + self.quiet);
+            self.back_off(now);
         }
         self.round_started = None;
         self.probe_due = None;
         self.health = Health::Alive;
+    }
+
+    /// No new round before `quiet` has passed, doubling from [`QUIET_FIRST`] to [`QUIET_MAX`].
+    fn back_off(&mut self, now: Instant) {
+        self.quiet = if self.quiet.is_zero() {
+            QUIET_FIRST
+        } else {
+            (self.quiet * 2).min(QUIET_MAX)
+        };
+        self.quiet_until = Some(now + self.quiet);
     }
 
     fn data_check(&mut self, now: Instant, obs: &PathObservations) -> Option<Watch> {
@@ -351,6 +361,40 @@ mod tests {
                 }
             ),
             "no answer to 3 probes in 1.5 s"
+        );
+    }
+
+    #[test]
+    fn a_path_flipping_between_active_and_standby_is_not_probed_at_every_flip() {
+        let standby = WatchContext {
+            active: false,
+            ..ACTIVE
+        };
+        let mut w = Watcher::default();
+        // Every half second: active and silent (a round starts), then standby (it ends).
+        let mut at = 1000;
+        for _ in 0..120 {
+            w.update(t(at), &silent(0, at), ACTIVE);
+            w.update(t(at + 250), &silent(0, at + 250), standby);
+            at += 500;
+        }
+        assert!(
+            w.probes_sent <= 6,
+            "{} probes in a minute of flips: rounds back off 10, 20, 40 s",
+            w.probes_sent
+        );
+        // A path that stays active and silent after that is still probed and condemned.
+        let mut verdict = None;
+        for step in 0..400 {
+            let now = at + step * 250;
+            if let Some(Watch::Verdict(r)) = w.update(t(now), &silent(0, now), ACTIVE) {
+                verdict = Some(r);
+                break;
+            }
+        }
+        assert!(
+            matches!(verdict, Some(StaleReason::NoAnswer { .. })),
+            "{verdict:?}"
         );
     }
 
