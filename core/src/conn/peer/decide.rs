@@ -205,7 +205,18 @@ impl Conn {
             due: now + p.watcher.probe_deadline(),
             failed_rounds: 0,
         });
-        self.actions.push_back(Action::SendHandshake(id));
+        self.send_handshake(now, id);
+    }
+
+    /// A handshake on path `id`, within the path's bound ([`super::paths::HANDSHAKES_PER_MINUTE`]): over it,
+    /// nothing goes out (the asker's round goes on as if it had been lost).
+    pub(super) fn send_handshake(&mut self, now: Instant, id: PathId) {
+        let Some(p) = self.paths.get_mut(id) else { return };
+        if p.take_handshake(now) {
+            self.actions.push_back(Action::SendHandshake(id));
+        } else {
+            tracing::debug!(path = ?id, "handshake not sent: the path's probe bound for this minute is spent");
+        }
     }
 
     /// A new path that answers no round of probes is not condemned: ICE connects through a
@@ -238,7 +249,11 @@ impl Conn {
                 }
             };
             if next.sent > 0 {
-                self.actions.push_back(Action::SendHandshake(p.id));
+                if p.take_handshake(now) {
+                    self.actions.push_back(Action::SendHandshake(p.id));
+                } else {
+                    tracing::debug!(path = ?p.id, "proving handshake not sent: the path's probe bound is spent");
+                }
             }
             p.proving = Some(next);
         }
@@ -283,7 +298,7 @@ impl Conn {
         if let (Some(id), true, true) = (next, no_session, initiator && self.online) {
             let proving = self.paths.get(id).is_some_and(|p| p.proving.is_some());
             if !proving {
-                self.actions.push_back(Action::SendHandshake(id));
+                self.send_handshake(now, id);
             }
         }
         if self.history.len() == HISTORY {

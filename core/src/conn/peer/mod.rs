@@ -530,7 +530,7 @@ impl Conn {
         }
         self.floor_check(now, obs.since_handshake, &mut verdicts);
         for id in probes {
-            self.actions.push_back(Action::SendHandshake(id));
+            self.send_handshake(now, id);
         }
         for (id, reason) in verdicts {
             self.on_stale(now, id, reason);

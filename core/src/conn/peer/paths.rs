@@ -1,5 +1,6 @@
 //! The set of one peer's paths, their watchers and the priority that picks the active one.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::watcher::{Health, Watcher};
@@ -24,7 +25,19 @@ pub struct PathEntry {
     pub since: Instant,
     /// Proof or not, the path takes no traffic before this (a hold-down against flapping).
     pub held_until: Option<Instant>,
+    /// When handshakes went out on this path in the last minute (at most
+    /// [`HANDSHAKES_PER_MINUTE`]): the watcher's probes, proving rounds and a switch's handshake
+    /// share one bound.
+    handshakes: VecDeque<Instant>,
 }
+
+/// DESIGN 3: probes are rate-limited. At most this many handshakes on one path in any minute,
+/// whoever asks: three watcher rounds of three plus a proving round and a switch's handshake fit,
+/// and a path that flips between active and standby cannot turn them into a storm (found by
+/// the `conn_peer` fuzz target).
+pub const HANDSHAKES_PER_MINUTE: usize = 15;
+/// The window of that bound.
+const HANDSHAKE_WINDOW: Duration = Duration::from_secs(60);
 
 impl PathEntry {
     pub fn new(id: PathId, kind: PathKind, now: Instant) -> Self {
@@ -38,7 +51,24 @@ impl PathEntry {
             proving: None,
             since: now,
             held_until: None,
+            handshakes: VecDeque::with_capacity(HANDSHAKES_PER_MINUTE),
         }
+    }
+
+    /// Whether a handshake may go out on this path at `now`; if so, it is counted.
+    pub fn take_handshake(&mut self, now: Instant) -> bool {
+        while self
+            .handshakes
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= HANDSHAKE_WINDOW)
+        {
+            self.handshakes.pop_front();
+        }
+        if self.handshakes.len() >= HANDSHAKES_PER_MINUTE {
+            return false;
+        }
+        self.handshakes.push_back(now);
+        true
     }
 
     pub fn is_stale(&self) -> bool {
@@ -146,6 +176,15 @@ impl Paths {
 mod tests {
     use super::*;
     use crate::conn::peer::watcher::StaleReason;
+
+    #[test]
+    fn a_path_sends_at_most_its_bound_of_handshakes_in_any_minute() {
+        let mut p = PathEntry::new(PathId(1), PathKind::IceP2p, t(0));
+        let sent = (0..20).filter(|i| p.take_handshake(t(100 + i))).count();
+        assert_eq!(sent, HANDSHAKES_PER_MINUTE);
+        assert!(!p.take_handshake(t(159)), "still within the minute of the first");
+        assert!(p.take_handshake(t(160)), "the first one's minute is over");
+    }
 
     fn t(s: u64) -> Instant {
         Instant::from_epoch(Duration::from_secs(s))

@@ -33,9 +33,9 @@ pub(crate) mod fuzz;
 const STEP: Duration = Duration::from_millis(250);
 /// Round trip on every simulated path.
 const RTT: Duration = Duration::from_millis(20);
-/// A path gets at most the watcher's three probes and the proving rounds (3 at once, then 3
-/// after 5, 10, 20 s: 12 in the first 40 s) in any minute.
-const MAX_PROBES_PER_MINUTE: usize = 15;
+/// The Conn's own bound on handshakes per path and minute, checked from outside: a path gets the
+/// watcher's probes, proving rounds and a switch's handshake within it.
+const MAX_PROBES_PER_MINUTE: usize = super::paths::HANDSHAKES_PER_MINUTE;
 /// ICE connects this long after a session starts and the peer answered.
 const ICE_CONNECT: Duration = Duration::from_millis(600);
 
