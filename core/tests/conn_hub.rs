@@ -8,12 +8,11 @@ mod common;
 use std::time::Duration;
 
 use common::{peer, spec, Node, WAIT};
-use peerlink_core::conn::SignalSource;
 use peerlink_core::packet::{icmp_echo_request, parse_echo};
 use peerlink_core::path::PathKind;
 use peerlink_core::signal::SignalHub;
-use peerlink_core::tun::{packet_socketpair, FdOwnership, Framing, Tun};
-use peerlink_core::{Engine, EngineOptions, EngineSpec, IceSpec, PrivateKey};
+use peerlink_core::tun::Tun;
+use peerlink_core::{Engine, EngineSpec, IceSpec, PrivateKey};
 
 fn ice_spec() -> IceSpec {
     IceSpec {
@@ -23,15 +22,7 @@ fn ice_spec() -> IceSpec {
 }
 
 fn start(spec: EngineSpec, hub: &SignalHub) -> (Engine, Tun) {
-    let (e, o) = packet_socketpair().unwrap();
-    let tun = Tun::from_fd(e, Framing::RawIp, FdOwnership::Owned).unwrap();
-    let os = Tun::from_fd(o, Framing::RawIp, FdOwnership::Owned).unwrap();
-    let options = EngineOptions {
-        listen_ip: "127.0.0.1".parse().unwrap(),
-        signal: Some(SignalSource::Hub(hub.clone())),
-        ..Default::default()
-    };
-    (Engine::start(spec.validate().unwrap(), tun, options).unwrap(), os)
+    common::start_with(spec, Some(hub))
 }
 
 fn node(n: u8, own: &PrivateKey, other: &PrivateKey, other_n: u8, hub: &SignalHub) -> Node {

@@ -11,11 +11,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{peer, spec, Node, WAIT};
-use peerlink_core::conn::SignalSource;
 use peerlink_core::path::PathKind;
 use peerlink_core::signal::SignalHub;
-use peerlink_core::tun::{packet_socketpair, FdOwnership, Framing, Tun};
-use peerlink_core::{Engine, EngineOptions, IceSpec, PrivateKey};
+use peerlink_core::{IceSpec, PrivateKey};
 
 /// Engines that peer with A: A runs one ICE session per peer, all on its one socket.
 const SPOKES: u8 = 5;
@@ -33,15 +31,7 @@ fn node(n: u8, own: &PrivateKey, others: &[(PrivateKey, u8)], hub: &SignalHub) -
         url: "http://unused.invalid".into(),
         ca_pem: None,
     });
-    let (e, o) = packet_socketpair().unwrap();
-    let tun = Tun::from_fd(e, Framing::RawIp, FdOwnership::Owned).unwrap();
-    let os = Tun::from_fd(o, Framing::RawIp, FdOwnership::Owned).unwrap();
-    let options = EngineOptions {
-        listen_ip: "127.0.0.1".parse().unwrap(),
-        signal: Some(SignalSource::Hub(hub.clone())),
-        ..Default::default()
-    };
-    let engine = Engine::start(s.validate().unwrap(), tun, options).unwrap();
+    let (engine, os) = common::start_with(s, Some(hub));
     Node {
         engine,
         os,

@@ -82,11 +82,18 @@ pub fn peer(key: &PrivateKey, n: u8, endpoint: Option<std::net::SocketAddr>) -> 
 }
 
 pub fn start(spec: EngineSpec) -> (Engine, Tun) {
+    start_with(spec, None)
+}
+
+/// An engine on loopback with a socketpair for its tun, finding its peers through `hub` when
+/// given; returns the engine and the OS side of its tun.
+pub fn start_with(spec: EngineSpec, hub: Option<&peerlink_core::signal::SignalHub>) -> (Engine, Tun) {
     let (engine_end, os_end) = packet_socketpair().expect("socketpair");
     let tun = Tun::from_fd(engine_end, Framing::RawIp, FdOwnership::Owned).expect("tun");
     let os = Tun::from_fd(os_end, Framing::RawIp, FdOwnership::Owned).expect("os tun");
     let options = EngineOptions {
         listen_ip: "127.0.0.1".parse().unwrap(),
+        signal: hub.map(|h| peerlink_core::conn::SignalSource::Hub(h.clone())),
         ..Default::default()
     };
     let engine = Engine::start(spec.validate().expect("valid spec"), tun, options).expect("engine starts");
