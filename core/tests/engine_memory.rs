@@ -53,15 +53,8 @@ async fn a_peer_written_faster_than_its_path_drains_costs_bounded_memory_and_oth
     let mut sb = spec(&kb, 2);
     sb.peers.push(peer(&ka, 1, Some(a_engine.listen_addr())));
     b_engine.update_peers(sb.validate().unwrap().peers);
-    let node = |engine, os, key, n: u8| Node {
-        engine,
-        os,
-        key,
-        v4: format!("10.99.0.{n}").parse().unwrap(),
-        v6: format!("fd99::{n}").parse().unwrap(),
-    };
-    let a = node(a_engine, a_os, ka, 1);
-    let b = node(b_engine, b_os, kb, 2);
+    let a = Node::new(a_engine, a_os, ka, 1);
+    let b = Node::new(b_engine, b_os, kb, 2);
     let c_ip = "10.99.0.3".parse().unwrap();
     ping(&a, &b, 0).await;
 

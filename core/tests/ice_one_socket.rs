@@ -32,13 +32,7 @@ fn node(n: u8, own: &PrivateKey, others: &[(PrivateKey, u8)], hub: &SignalHub) -
         ca_pem: None,
     });
     let (engine, os) = common::start_with(s, Some(hub));
-    Node {
-        engine,
-        os,
-        key: own.clone(),
-        v4: format!("10.99.0.{n}").parse().unwrap(),
-        v6: format!("fd99::{n}").parse().unwrap(),
-    }
+    Node::new(engine, os, own.clone(), n)
 }
 
 /// The UDP sockets this process holds: its descriptors' socket inodes that the kernel lists

@@ -22,6 +22,17 @@ pub struct Node {
 }
 
 impl Node {
+    /// Node `n` of the test network: tunnel addresses 10.99.0.n and fd99::n.
+    pub fn new(engine: Engine, os: Tun, key: PrivateKey, n: u8) -> Self {
+        Node {
+            engine,
+            os,
+            key,
+            v4: format!("10.99.0.{n}").parse().unwrap(),
+            v6: format!("fd99::{n}").parse().unwrap(),
+        }
+    }
+
     /// Reads packets from the OS side until one satisfies `pred`, or fails after WAIT.
     pub async fn recv_matching(&self, mut pred: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
         let mut buf = vec![0u8; 65536];
@@ -113,12 +124,5 @@ pub fn pair(b_knows_a: bool) -> (Node, Node) {
     sb.peers
         .push(peer(&ka, 1, b_knows_a.then(|| a_engine.listen_addr())));
     b_engine.update_peers(sb.validate().unwrap().peers);
-    let node = |engine, os, key, n: u8| Node {
-        engine,
-        os,
-        key,
-        v4: format!("10.99.0.{n}").parse().unwrap(),
-        v6: format!("fd99::{n}").parse().unwrap(),
-    };
-    (node(a_engine, a_os, ka, 1), node(b_engine, b_os, kb, 2))
+    (Node::new(a_engine, a_os, ka, 1), Node::new(b_engine, b_os, kb, 2))
 }
